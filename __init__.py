@@ -1,0 +1,12 @@
+"""vpcnet: a financial-grade container network for Kubernetes.
+
+The repository root is the ``vpcnet`` package (see setup.cfg): ``app`` (controller, API, CLI),
+``flows`` (pure flow compilation), ``ovsdb`` (ovsdbapp clients), ``fabric`` (leaf drivers),
+``cni`` (plugin + node daemon), ``sim`` (the lab).
+"""
+__version__ = "0.1.0"
+
+import warnings as _warnings
+
+# python-ovs imports eventlet's patcher, which warns at import time; os-ken runs on eventlet by design.
+_warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated", category=DeprecationWarning)

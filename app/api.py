@@ -1,0 +1,240 @@
+"""The controller API: HTTP + JSON over a unix socket (default) or TCP (TLS + bearer token).
+
+Routes (all JSON):
+  GET  /v1/healthz
+  GET  /v1/objects/KIND[?namespace=NS]           list
+  GET  /v1/objects/KIND/NAME[?namespace=NS]      one object
+  POST /v1/apply   {"documents": [...]}          create/update, all or nothing
+  POST /v1/delete  {"documents": [...]} | {"refs": [{"kind","namespace","name"}]}
+  GET  /v1/ip-history/ADDRESS
+  POST /v1/pods/ensure {"namespace","name","node","ips":[],"mac":""}   the CNI path
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import socket
+import socketserver
+import ssl
+import threading
+import urllib.parse
+from http import server as http_server
+
+from vpcnet.app import intent
+from vpcnet.app.ipam.plan import IpamError
+from vpcnet.app.store import StoreError
+
+LOG = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, errors):
+        self.status = status
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+class Api:
+    """Routes requests to the store. Transport-free, so tests and other servers can call `handle`."""
+
+    def __init__(self, store):
+        self.store = store
+        self.lock = threading.Lock()  # changes are serialised; reads run in parallel
+
+    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        url = urllib.parse.urlsplit(path)
+        parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/") if p]
+        query = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            return 200, self._route(method, parts, query, body or {})
+        except ApiError as exc:
+            return exc.status, {"errors": exc.errors}
+        except intent.ValidationError as exc:
+            return 422, {"errors": exc.errors}
+        except StoreError as exc:
+            return exc.status, {"errors": exc.errors}
+        except IpamError as exc:
+            return exc.status, {"errors": [str(exc)]}
+        except Exception as exc:  # never let one request take the server down
+            LOG.exception("API %s %s failed", method, path)
+            return 500, {"errors": [f"internal error: {exc}"]}
+
+    def _route(self, method, parts, query, body):
+        if parts[:1] != ["v1"]:
+            raise ApiError(404, f"unknown path /{'/'.join(parts)}")
+        parts = parts[1:]
+        if method == "GET" and parts == ["healthz"]:
+            return {"ok": True}
+        if method == "GET" and parts[:1] == ["objects"] and len(parts) in (2, 3):
+            info = intent.resolve_kind(parts[1])
+            namespace = query.get("namespace")
+            if len(parts) == 3:
+                return self.store.get(info.kind, namespace or ("default" if info.namespaced else ""), parts[2])
+            if not info.namespaced:
+                namespace = None
+            return {"items": self.store.list(info.kind, namespace)}
+        if method == "POST" and parts == ["apply"]:
+            objs = intent.validate_all(self._documents(body), body.get("source", ""))
+            with self.lock:
+                return {"results": self.store.apply(objs)}
+        if method == "POST" and parts == ["delete"]:
+            keys = self._delete_keys(body)
+            with self.lock:
+                return {"results": self.store.delete(keys)}
+        if method == "GET" and parts[:1] == ["ip-history"] and len(parts) == 2:
+            return {"items": self.store.ip_history(parts[1])}
+        if method == "POST" and parts == ["pods", "ensure"]:
+            for key in ("namespace", "name"):
+                if not isinstance(body.get(key), str) or not body[key]:
+                    raise ApiError(400, f"pods/ensure: {key}: required string, got {body.get(key)!r}")
+            with self.lock:
+                return {"status": self.store.ensure_pod(body["namespace"], body["name"], body.get("node", ""),
+                                                        body.get("ips") or (), body.get("mac"))}
+        raise ApiError(404, f"unknown route {method} /v1/{'/'.join(parts)}")
+
+    @staticmethod
+    def _documents(body):
+        docs = body.get("documents")
+        if not isinstance(docs, list):
+            raise ApiError(400, "body.documents: expected a list of manifests")
+        return docs
+
+    def _delete_keys(self, body):
+        keys = []
+        if "refs" in body:
+            for ref in body["refs"]:
+                info = intent.resolve_kind(str(ref.get("kind", "")))
+                ns = ref.get("namespace") or ("default" if info.namespaced else "")
+                keys.append((info.kind, ns, str(ref.get("name", ""))))
+        else:
+            for obj in intent.validate_all(self._documents(body), body.get("source", "")):
+                keys.append(obj.key)
+        return keys
+
+
+class _Handler(http_server.BaseHTTPRequestHandler):
+    server_version = "vpcnet"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        LOG.debug("api: " + fmt, *args)
+
+    def _serve(self, method):
+        token = self.server.token
+        if token is not None:
+            got = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+                return self._reply(401, {"errors": ["missing or wrong bearer token"]})
+        body = None
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            try:
+                body = json.loads(self.rfile.read(length))
+            except ValueError as exc:
+                return self._reply(400, {"errors": [f"request body is not JSON: {exc}"]})
+            if not isinstance(body, dict):
+                return self._reply(400, {"errors": ["request body must be a JSON object"]})
+        status, payload = self.server.api.handle(method, self.path, body)
+        self._reply(status, payload)
+
+    def _reply(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+    def address_string(self):
+        return "unix" if isinstance(self.client_address, str) or not self.client_address else self.client_address[0]
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _TcpServer(socketserver.ThreadingMixIn, http_server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_address(text: str) -> tuple[str, object]:
+    """'unix:/path' -> ('unix', path); 'HOST:PORT' or 'tcp:HOST:PORT' -> ('tcp', (host, port))."""
+    if text.startswith("unix:"):
+        return "unix", text[5:]
+    if text.startswith("tcp:"):
+        text = text[4:]
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--api: {text!r} is neither unix:PATH nor HOST:PORT")
+    return "tcp", (host.strip("[]"), int(port))
+
+
+def serve(api: Api, address: str, token: str | None = None, certfile: str | None = None,
+          keyfile: str | None = None):
+    """Start the API server in a background thread. TCP requires a token; TLS when a cert is given."""
+    kind, where = parse_address(address)
+    if kind == "unix":
+        if os.path.exists(where):
+            os.unlink(where)
+        srv = _UnixServer(where, _Handler)
+        os.chmod(where, 0o660)
+    else:
+        if not token:
+            raise ValueError("--api on TCP needs --api-token (bearer token); use unix:PATH for local access")
+        srv = _TcpServer(where, _Handler)
+        if certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(certfile, keyfile)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.api = api
+    srv.token = token
+    thread = threading.Thread(target=srv.serve_forever, name="api", daemon=True)
+    thread.start()
+    return srv
+
+
+class Client:
+    """Minimal client of the controller API (stdlib only)."""
+
+    def __init__(self, address: str, token: str | None = None, cafile: str | None = None, timeout: float = 60):
+        self.kind, self.where = parse_address(address)
+        self.token, self.cafile, self.timeout = token, cafile, timeout
+        self.tls = bool(cafile)
+
+    def _connection(self):
+        import http.client
+        if self.kind == "unix":
+            conn = http.client.HTTPConnection("localhost", timeout=self.timeout)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(self.where)
+            conn.sock = sock
+            return conn
+        host, port = self.where
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=ctx)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        conn = self._connection()
+        try:
+            headers = {"Content-Type": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            return resp.status, (json.loads(payload) if payload else {})
+        finally:
+            conn.close()

@@ -1,0 +1,189 @@
+"""The `vpcnet` command line: talks to the controller API (except `check`, `controller`, `demo`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vpcnet.app import intent, output
+from vpcnet.app.controller import DEFAULT_STATE_DIR, add_arguments as controller_arguments, run as run_controller
+
+
+def _client(args):
+    from vpcnet.app.api import Client
+    address = args.api or os.environ.get("VPCNET_API") or f"unix:{os.path.join(args.state_dir, 'api.sock')}"
+    return Client(address, token=args.api_token, cafile=args.cacert)
+
+
+def _call(args, method, path, body=None):
+    try:
+        status, payload = _client(args).request(method, path, body)
+    except (ConnectionError, FileNotFoundError, OSError) as exc:
+        raise SystemExit(f"error: cannot reach the controller API ({exc}); is `vpcnet controller` running? "
+                         f"(--api / --state-dir)")
+    if status >= 400:
+        for line in payload.get("errors", [f"HTTP {status}"]):
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(1)
+    return payload
+
+
+def _load(paths) -> list[dict]:
+    docs: list[dict] = []
+    for path in paths:
+        if path == "-":
+            docs += intent.parse_documents(sys.stdin.read(), "<stdin>")
+        else:
+            docs += intent.load_path(path)
+    return docs
+
+
+def cmd_apply(args):
+    try:
+        docs = _load(args.filename)
+    except intent.ValidationError as exc:
+        return _fail(exc.errors)
+    payload = _call(args, "POST", "/v1/apply", {"documents": docs, "source": ",".join(args.filename)})
+    for r in payload["results"]:
+        print(f"{r['ref'].lower()} {r['result']}")
+    return 0
+
+
+def cmd_delete(args):
+    if args.filename:
+        try:
+            body = {"documents": _load(args.filename)}
+        except intent.ValidationError as exc:
+            return _fail(exc.errors)
+    elif args.kind and args.names:
+        body = {"refs": [{"kind": args.kind, "namespace": args.namespace, "name": n} for n in args.names]}
+    else:
+        return _fail(["delete: give -f FILE or KIND NAME..."])
+    payload = _call(args, "POST", "/v1/delete", body)
+    missing = 0
+    for r in payload["results"]:
+        print(f"{r['ref'].lower()} {r['result']}")
+        missing += r["result"] == "not found"
+    return 1 if (missing and not args.filename) else 0
+
+
+def cmd_get(args):
+    if args.kind.lower() in ("ip-history", "iphistory", "ip"):
+        if not args.name:
+            return _fail(["get ip-history: give an ADDRESS"])
+        items = _call(args, "GET", f"/v1/ip-history/{args.name}")["items"]
+        if args.output in ("json", "yaml"):
+            print(output.dump(items, args.output))
+        elif not items:
+            print(f"no allocation of {args.name} on record")
+        else:
+            print(output.history_table(items))
+        return 0
+    try:
+        info = intent.resolve_kind(args.kind)
+    except intent.ValidationError as exc:
+        return _fail(exc.errors)
+    query = ""
+    if info.namespaced and not args.all_namespaces:
+        query = f"?namespace={args.namespace or 'default'}"
+    if args.name:
+        items = [_call(args, "GET", f"/v1/objects/{info.plural}/{args.name}{query}")]
+    else:
+        items = _call(args, "GET", f"/v1/objects/{info.plural}{query}")["items"]
+    if args.output in ("json", "yaml"):
+        data = items[0] if args.name else {"apiVersion": "vpcnet.io/v1", "kind": "List", "items": items}
+        print(output.dump(data, args.output))
+    elif not items:
+        print(f"no {info.plural} found" + (f" in namespace {args.namespace or 'default'}" if query else ""))
+    else:
+        print(output.objects_table(info.kind, items, wide=args.output == "wide"))
+    return 0
+
+
+def cmd_describe(args):
+    try:
+        info = intent.resolve_kind(args.kind)
+    except intent.ValidationError as exc:
+        return _fail(exc.errors)
+    query = f"?namespace={args.namespace or 'default'}" if info.namespaced else ""
+    print(output.describe(_call(args, "GET", f"/v1/objects/{info.plural}/{args.name}{query}")))
+    return 0
+
+
+def cmd_check(args):
+    try:
+        objs = intent.validate_all(_load(args.filename), ",".join(args.filename))
+    except intent.ValidationError as exc:
+        return _fail(exc.errors)
+    for obj in objs:
+        print(f"{obj.ref.lower()} valid")
+    print(f"{len(objs)} objects valid")
+    return 0
+
+
+def cmd_demo(args):
+    from vpcnet.app.demo import run_demo
+    return run_demo(args)
+
+
+def _fail(errors) -> int:
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vpcnet", description="vpcnet: container network for Kubernetes on OVS + EVPN")
+    p.add_argument("--api", help="controller API: unix:PATH or HOST:PORT (default unix:STATE_DIR/api.sock)")
+    p.add_argument("--api-token", default=os.environ.get("VPCNET_API_TOKEN"), help="bearer token for a TCP API")
+    p.add_argument("--cacert", help="CA bundle to verify a TLS API")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="where the embedded controller keeps its socket")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("controller", help="run the controller (state database, IPAM, API)")
+    controller_arguments(c)
+    c.set_defaults(func=run_controller)
+
+    a = sub.add_parser("apply", help="create or update objects from files (idempotent)")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - (repeatable)")
+    a.set_defaults(func=cmd_apply)
+
+    d = sub.add_parser("delete", help="delete objects (-f FILE, or KIND NAME...)")
+    d.add_argument("-f", "--filename", action="append")
+    d.add_argument("kind", nargs="?")
+    d.add_argument("names", nargs="*")
+    d.add_argument("-n", "--namespace", default="default")
+    d.set_defaults(func=cmd_delete)
+
+    g = sub.add_parser("get", help="list objects, or one: get KIND [NAME]; get ip-history ADDRESS")
+    g.add_argument("kind")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-n", "--namespace")
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-o", "--output", choices=["json", "yaml", "wide"])
+    g.set_defaults(func=cmd_get)
+
+    s = sub.add_parser("describe", help="show one object with its status")
+    s.add_argument("kind")
+    s.add_argument("name")
+    s.add_argument("-n", "--namespace")
+    s.set_defaults(func=cmd_describe)
+
+    k = sub.add_parser("check", help="validate files offline (no controller needed)")
+    k.add_argument("-f", "--filename", action="append", required=True)
+    k.set_defaults(func=cmd_check)
+
+    m = sub.add_parser("demo", help="start a controller on a private state database, apply examples/, show the result")
+    m.add_argument("--examples", default=None, help="manifests to apply (default: the bundled examples/)")
+    m.add_argument("--keep", action="store_true", help="keep the controller running after the demo")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

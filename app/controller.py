@@ -1,0 +1,121 @@
+"""`vpcnet controller`: the state database (embedded or remote), IPAM and the API.
+
+Embedded default: `--state-dir DIR` starts a private ovsdb-server in DIR and stops it on exit.
+Production: `--db tcp:A:6641,tcp:B:6641,tcp:C:6641` against a raft cluster run by the operator.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from vpcnet.app import api as api_mod
+from vpcnet.app.ipam.allocator import Allocator
+from vpcnet.app.store import Store
+from vpcnet.ovsdb.server import EmbeddedOvsdbServer
+from vpcnet.ovsdb.state.impl_idl import connect
+
+LOG = logging.getLogger("vpcnet.controller")
+DEFAULT_STATE_DIR = os.environ.get("VPCNET_STATE_DIR", "/var/lib/vpcnet")
+QUARANTINE_KEY = "ip_quarantine_seconds"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                   help="private directory for the embedded state database and the API socket (default %(default)s)")
+    p.add_argument("--db", help="remote state database instead of the embedded one, e.g. "
+                                "tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,tcp:10.0.0.3:6641")
+    p.add_argument("--api", help="API listen address: unix:PATH or HOST:PORT (default unix:STATE_DIR/api.sock)")
+    p.add_argument("--api-token", default=os.environ.get("VPCNET_API_TOKEN"),
+                   help="bearer token required on a TCP API (env VPCNET_API_TOKEN)")
+    p.add_argument("--api-cert", help="TLS certificate for a TCP API")
+    p.add_argument("--api-key", help="TLS key for a TCP API")
+    p.add_argument("--ip-quarantine", type=float, default=None, metavar="SECONDS",
+                   help="how long a released address waits before another pod may get it (default 60, "
+                        "stored in the database so every allocator agrees)")
+    p.add_argument("--log-level", default="INFO")
+
+
+class Controller:
+    def __init__(self, args):
+        self.args = args
+        self.state_dir = Path(args.state_dir)
+        self.server: EmbeddedOvsdbServer | None = None
+        self.api = None
+        self.http = None
+        self.stopping = threading.Event()
+
+    @property
+    def api_address(self) -> str:
+        return self.args.api or f"unix:{self.state_dir / 'api.sock'}"
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.args.db:
+            remote = self.args.db
+        else:
+            self.server = EmbeddedOvsdbServer(self.state_dir)
+            remote = self.server.start()
+        self.api = connect(remote)
+        quarantine = self._quarantine_seconds(self.args.ip_quarantine)
+        self.allocator = Allocator(self.api, quarantine_s=quarantine)
+        self.store = Store(self.api, self.allocator)
+        self.http = api_mod.serve(api_mod.Api(self.store), self.api_address, self.args.api_token,
+                                  self.args.api_cert, self.args.api_key)
+        threading.Thread(target=self._reaper, name="ip-quarantine-reaper", daemon=True).start()
+        LOG.info("vpcnet controller ready in %.2fs: api %s, state database %s, ip quarantine %ss",
+                 time.monotonic() - t0, self.api_address, remote, quarantine)
+
+    def _quarantine_seconds(self, wanted: float | None) -> float:
+        rows = self.api.db_list_rows("Global").execute(check_error=True)
+        options = dict(rows[0].options) if rows else {}
+        if wanted is None:
+            return float(options.get(QUARANTINE_KEY, 60))
+        with self.api.transaction(check_error=True) as txn:
+            if rows:
+                txn.add(self.api.db_set("Global", rows[0].uuid, ("options", {QUARANTINE_KEY: str(wanted)})))
+            else:
+                txn.add(self.api.db_create("Global", options={QUARANTINE_KEY: str(wanted)}))
+        return wanted
+
+    def _reaper(self) -> None:
+        while not self.stopping.wait(5.0):
+            try:
+                reaped = self.allocator.reap()
+                if reaped:
+                    LOG.info("released %d addresses/MACs whose quarantine expired", reaped)
+            except Exception:  # keep reaping; log once per failure
+                LOG.exception("quarantine reaper failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        if self.api is not None:
+            self.api.stop()
+        if self.server is not None:
+            self.server.stop()
+        kind, where = api_mod.parse_address(self.api_address)
+        if kind == "unix" and os.path.exists(where):
+            os.unlink(where)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctl = Controller(args)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    ctl.start()
+    try:
+        done.wait()
+    finally:
+        ctl.stop()
+    return 0
