@@ -9,4 +9,4 @@ __version__ = "0.1.0"
 import warnings as _warnings
 
 # python-ovs imports eventlet's patcher, which warns at import time; os-ken runs on eventlet by design.
-_warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated", category=DeprecationWarning)
+_warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated", category=Warning)

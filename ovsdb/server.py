@@ -53,6 +53,7 @@ class EmbeddedOvsdbServer:
         self.ctl_path = self.state_dir / "ovsdb-server.ctl"
         self.log_path = self.state_dir / "ovsdb-server.log"
         self.proc: subprocess.Popen | None = None
+        self.adopted_pid: int | None = None
 
     @property
     def remote(self) -> str:
@@ -60,7 +61,16 @@ class EmbeddedOvsdbServer:
 
     def start(self, timeout: float = 20.0) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_stale()
+        stale = self._stale_server()
+        if stale is not None and self.sock_path.exists():
+            # A controller that was SIGKILLed leaves its ovsdb-server serving this very file: adopt
+            # it rather than make a fresh server re-read (and the clients re-sync) the database.
+            LOG.warning("adopting ovsdb-server pid %d left running by an earlier controller", stale)
+            self.adopted_pid = stale
+            self.upgrade_schema()
+            return self.remote
+        if stale is not None:
+            self._kill(stale)
         if not self.db_path.exists():
             _run("ovsdb-tool", "create", str(self.db_path), str(self.schema_path))
             LOG.info("created state database %s", self.db_path)
@@ -95,21 +105,24 @@ class EmbeddedOvsdbServer:
             return True
         return False
 
-    def _stop_stale(self) -> None:
-        """A controller that was SIGKILLed leaves its ovsdb-server running: stop that one (by its pid file)."""
+    def _stale_server(self) -> int | None:
+        """The pid of an ovsdb-server still serving our database file (per our pid file), if any."""
         try:
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
-            return
+            return None
         if not _pid_alive(pid):
-            return
+            return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            return
+            return None
         if not cmdline or not cmdline[0].endswith(b"ovsdb-server") or str(self.db_path).encode() not in cmdline:
-            return
-        LOG.warning("stopping stale ovsdb-server pid %d left by an earlier controller", pid)
+            return None
+        return pid
+
+    @staticmethod
+    def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
         for _ in range(200):
             if not _pid_alive(pid):
@@ -118,6 +131,9 @@ class EmbeddedOvsdbServer:
         os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
+        if self.adopted_pid is not None:
+            self._kill(self.adopted_pid)
+            self.adopted_pid = None
         if self.proc is None:
             return
         if self.proc.poll() is None:

@@ -327,6 +327,6 @@ def suggest(word: str, known: Iterable[str]) -> str:
     lowered = {k.lower(): k for k in known}
     match = lowered.get(word.lower())
     if match is None:
-        close = difflib.get_close_matches(word, known, n=1, cutoff=0.7)
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
         match = close[0] if close else None
     return f"; did you mean {match!r}?" if match else ""

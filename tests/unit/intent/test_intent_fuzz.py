@@ -1,12 +1,17 @@
 """Property tests: junk input never crashes validation with anything but ValidationError."""
 from __future__ import annotations
 
+import copy
 import json
+import os
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vpcnet.app.intent import KINDS, ValidationError, parse_documents, validate, validate_all
+from vpcnet.app.intent import (
+    KINDS, ValidationError, load_path, parse_documents, validate, validate_all,
+)
 
 FIELDS = sorted({
     # envelope / metadata
@@ -86,7 +91,9 @@ def documents(draw):
     return doc
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+# INTENT_FUZZ_EXAMPLES=5000 for a longer local run; no example database (tests stay pure).
+FUZZ = settings(max_examples=int(os.environ.get("INTENT_FUZZ_EXAMPLES", "200")), deadline=None,
+                database=None, suppress_health_check=list(HealthCheck))
 
 
 @FUZZ
@@ -129,3 +136,47 @@ def test_parse_documents_only_raises_validation_error(text):
         assert all(m.startswith("fuzz.yaml") for m in e.errors)
         return
     assert all(isinstance(d, dict) for d in docs)
+
+
+# ---------------------------------------------------------------------------- mutation fuzzing
+
+EXAMPLES = [dict(d) for d in load_path(Path(__file__).resolve().parents[3] / "examples")]
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) inside a JSON-like value."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+def _set(doc, path, value):
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+
+
+@st.composite
+def mutated(draw):
+    doc = copy.deepcopy(draw(st.sampled_from(EXAMPLES)))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(doc) if p]
+        path = draw(st.sampled_from(paths))
+        _set(doc, path, draw(st.one_of(st.sampled_from(PLAUSIBLE), junk)))
+    return doc
+
+
+@FUZZ
+@given(mutated())
+def test_mutated_examples_only_raise_validation_error(doc):
+    try:
+        obj = validate(doc)
+    except ValidationError as e:
+        assert e.errors
+        return
+    assert validate(obj.to_manifest()) == obj
