@@ -59,7 +59,7 @@ class EmbeddedOvsdbServer:
     def remote(self) -> str:
         return f"unix:{self.sock_path}"
 
-    def start(self, timeout: float = 20.0) -> str:
+    def start(self, timeout: float = 300.0) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         stale = self._stale_server()
         if stale is not None and self.sock_path.exists():

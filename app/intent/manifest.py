@@ -15,6 +15,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from .errors import ValidationError, type_name
+from .objects import FrozenDict, FrozenList
 
 __all__ = ["Document", "parse_documents", "load_path", "MANIFEST_SUFFIXES"]
 
@@ -41,9 +42,12 @@ class Document(dict):
         return self.source
 
 
-# Let yaml.safe_dump()/yaml.dump() print Documents like plain mappings.
-yaml.SafeDumper.add_representer(Document, yaml.SafeDumper.represent_dict)
-yaml.Dumper.add_representer(Document, yaml.Dumper.represent_dict)
+# Let yaml.safe_dump()/yaml.dump() print Documents and Obj's read-only containers like plain
+# mappings/lists (json.dumps handles them natively as dict/list subclasses).
+for _dumper in (yaml.SafeDumper, yaml.Dumper):
+    _dumper.add_representer(Document, _dumper.represent_dict)
+    _dumper.add_representer(FrozenDict, _dumper.represent_dict)
+    _dumper.add_representer(FrozenList, _dumper.represent_list)
 
 
 class _Loader(yaml.SafeLoader):

@@ -6,7 +6,6 @@ from typing import Any
 from .errors import Reporter, idx, sub
 from .fields import (
     Fields, check_bool, check_list, check_map, dns_label, dns_subdomain, int_range, label_map,
-    list_of,
 )
 from .net import check_port, check_port_or_name, ip_check, parse_ip
 from .shared import SpecContext

@@ -64,3 +64,32 @@ def test_check_needs_no_controller(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vpcnet.app.cli", "--state-dir", str(tmp_path), "check", "-f",
                            EXAMPLES], capture_output=True, text=True)
     assert done.returncode == 0 and "objects valid" in done.stdout
+
+
+def test_tcp_api_requires_the_bearer_token(tmp_path):
+    import socket
+    from tests.conftest import ControllerProcess
+    from vpcnet.app.api import Client
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path / "tcp"
+    state.mkdir()
+    ctl = ControllerProcess(state, "--api", f"127.0.0.1:{port}", "--api-token", "s3cret")
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _ = Client(f"127.0.0.1:{port}", token="s3cret").request("GET", "/v1/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ctl.proc.poll() is None
+                time.sleep(0.05)
+        assert status == 200
+        status, body = Client(f"127.0.0.1:{port}", token="wrong").request("GET", "/v1/objects/vpcs")
+        assert status == 401 and "bearer token" in body["errors"][0]
+        status, body = Client(f"127.0.0.1:{port}").request("GET", "/v1/objects/vpcs")
+        assert status == 401
+    finally:
+        ctl.stop()

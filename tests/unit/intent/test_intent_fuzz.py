@@ -104,9 +104,18 @@ def test_validate_only_raises_validation_error(doc):
     except ValidationError as e:
         assert e.errors and all(isinstance(m, str) and m for m in e.errors)
         return
-    # Whatever validates must round-trip and be JSON-serialisable.
+    # Whatever validates must round-trip, be JSON-serialisable and hold no nulls.
     assert validate(obj.to_manifest()) == obj
     json.dumps(obj.to_manifest())
+    assert not _has_none(obj.spec)
+
+
+def _has_none(value):
+    if isinstance(value, dict):
+        return any(_has_none(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_none(v) for v in value)
+    return value is None
 
 
 @FUZZ
@@ -118,7 +127,7 @@ def test_validate_junk_top_level(value):
         pass
 
 
-@FUZZ
+@settings(FUZZ, max_examples=max(1, FUZZ.max_examples // 3))
 @given(st.lists(documents(), max_size=4))
 def test_validate_all_only_raises_validation_error(docs):
     try:
@@ -180,3 +189,4 @@ def test_mutated_examples_only_raise_validation_error(doc):
         assert e.errors
         return
     assert validate(obj.to_manifest()) == obj
+    assert not _has_none(obj.spec)

@@ -1,0 +1,24 @@
+"""Pure flow compilation for br-int: intent values in, frozen OpenFlow 1.3 flow values out.
+
+No sockets, no clocks, no os-ken: standard library + netaddr only.
+
+* ``inputs``   VpcIn, SubnetIn, PodIn, NodeIn, ClusterIn (validated intent values)
+* ``compile``  compile_node, compile_owner, owners_on_node, owners_affected, Change
+* ``model``    Flow, Match, actions, Group, Meter, FlowError
+* ``pipeline`` the table declaration (PIPELINE) and the checked flow builder
+* ``fields``   the register / ct_mark / ct_label / ct_zone map
+* ``cookies``  the cookie layout and helpers
+* ``render``   canonical dump text (table names) and ovs-ofctl add-flows text
+* ``base``, ``vpc``, ``subnet``, ``pod``: one module per feature / owner kind
+"""
+from .compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
+from .inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, router_mac
+from .model import Flow, FlowError, Group, Match, Meter
+from .pipeline import PIPELINE
+from .render import render, render_for_ofctl
+
+__all__ = [
+    "Change", "compile_node", "compile_owner", "owners_affected", "owners_on_node",
+    "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "router_mac",
+    "Flow", "FlowError", "Group", "Match", "Meter", "PIPELINE", "render", "render_for_ofctl",
+]

@@ -1,0 +1,51 @@
+"""Flows every node has (owner "base") and the per-node flows (owner "node/<name>").
+
+base:
+* one table-miss (priority 0) per table, from the table's declared miss policy; the miss of
+  ``canary`` is the canary flow (if it is gone, OVS lost our flows and the app re-provisions);
+* classifier: packets from LOCAL (the host stack) are dropped: no host networking yet;
+* ct_zone: IPv6 neighbour discovery bypasses conntrack (it is not trackable, as in OVN);
+* ct_state: +trk+inv is dropped;
+* l3_fwd: anything else addressed to any router MAC (no route: other VPC, outside world,
+  uplink) is dropped, so router traffic never leaks to the fabric;
+* output: OUTPUT_TO_TARGET -> output to the port in reg3.
+
+node/<name>: classifier: uplink traffic whose VLAN is not a subnet present here is dropped
+(explicitly, below the per-subnet VLAN flows, so dumps show why).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .fields import OUTPUT_TO_TARGET, TARGET_OFPORT
+from .inputs import ROUTER_MAC_PREFIX, NodeIn
+from .model import DROP, ICMP6, Flow, Goto, Match, Output
+from .pipeline import PIPELINE
+
+P_LOW = 100
+P_NORMAL = 200
+P_HIGH = 300
+ND_NS, ND_NA = 135, 136
+
+
+@lru_cache(maxsize=1)
+def base_flows() -> frozenset[Flow]:
+    owner = "base"
+    fl = PIPELINE.flow
+    flows = [PIPELINE.miss_flow(name, owner) for name in PIPELINE.names()]
+    flows += [
+        fl("classifier", P_LOW, Match(in_port="LOCAL"), DROP, owner=owner),
+        *(fl("ct_zone", P_HIGH, Match(ICMP6, icmp_type=t), (Goto("ct_state"),), owner=owner)
+          for t in (ND_NS, ND_NA)),
+        fl("ct_state", P_NORMAL, Match(ct_state="+inv+trk"), DROP, owner=owner),
+        fl("l3_fwd", P_LOW, Match(dl_dst=(f"{ROUTER_MAC_PREFIX}:00:00", "ff:ff:ff:ff:00:00")), DROP,
+           owner=owner),
+        fl("output", P_LOW, Match(OUTPUT_TO_TARGET), (Output(TARGET_OFPORT),), owner=owner),
+    ]
+    return frozenset(flows)
+
+
+def node_flows(node: NodeIn) -> frozenset[Flow]:
+    return frozenset({
+        PIPELINE.flow("classifier", P_LOW, Match(in_port=node.uplink_ofport), DROP, owner=node.owner),
+    })

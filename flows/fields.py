@@ -1,0 +1,156 @@
+"""The one map of every register, metadata bit, ct_mark, ct_label and ct_zone used on br-int.
+
+Feature code matches and loads *named* fields and marks from this module, never literal masks.
+The layout below is the specification; ``ALL_FIELDS`` must list every field, and a unit test
+checks that no two fields overlap and that every consumed bit is written by an earlier table.
+
+reg0   packet classification
+       [0..3]   PKT_SOURCE        where the packet entered br-int
+                                  1 FROM_POD, 2 FROM_UPLINK, 3 FROM_LOCAL
+                                  written: classifier          read: l3_fwd, arp_responder
+       [4]      TARGET_OFPORT_SET 1 = reg3 holds the output port (mark OUTPUT_TO_TARGET)
+                                  written: l2_fwd              read: output
+       [5..31]  reserved
+reg1   [0..31]  VPC_ID            VpcIn.vpc_id (1..65535, see inputs.py)
+                                  written: classifier          read: ct_zone, l3_fwd, l3_neigh, ct_commit
+reg2   [0..31]  SUBNET_ID         SubnetIn.subnet_id of the L2 segment the packet is in. The classifier
+                                  writes the source subnet; l3_fwd rewrites it to the destination subnet,
+                                  so l2_fwd and output always see the segment the packet leaves on (and
+                                  thus the VLAN it is tagged with on the uplink).
+                                  written: classifier, l3_fwd  read: l3_fwd, arp_responder, l2_fwd, output
+reg3   [0..31]  TARGET_OFPORT     output port chosen by l2_fwd (a pod port or the uplink)
+                                  written: l2_fwd              read: output
+reg4..reg7      reserved for security policy (conjunction scratch, rule ids)
+reg8..reg11     reserved for service load balancing (endpoint address/port)
+reg12..reg15    free
+metadata        unused on purpose: registers are cheaper and need no instruction ordering.
+
+ct_mark [0..3]  CT_MARK_POLICY    reserved for security policy: 0 = allowed, 1 = no longer allowed
+                                  (Neutron-style invalidation of established connections)
+        [4..7]  CT_MARK_LB        reserved for service load balancing (hairpin/SNAT required)
+        [8..31] reserved
+ct_label [0..31]  CT_LABEL_RULE   reserved: id of the policy rule that admitted the connection
+         [32..127] reserved
+
+ct_zone         one zone per VPC: ``vpc_ct_zone(vpc_id) == vpc_id`` (1..65535; zone 0, the
+                default zone, is never used by vpcnet). Overlapping pod CIDRs in different VPCs
+                therefore never share conntrack entries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Width in bits of every field space a BitField can live in, and its NXM/OXM name
+# (used by move/load/output actions in ovs-ofctl syntax).
+SPACE_BITS: dict[str, int] = {f"reg{i}": 32 for i in range(16)}
+SPACE_BITS.update({"metadata": 64, "ct_mark": 32, "ct_label": 128})
+SPACE_NXM: dict[str, str] = {f"reg{i}": f"NXM_NX_REG{i}" for i in range(16)}
+SPACE_NXM.update({"metadata": "OXM_OF_METADATA", "ct_mark": "NXM_NX_CT_MARK",
+                  "ct_label": "NXM_NX_CT_LABEL"})
+
+
+@dataclass(frozen=True)
+class BitField:
+    """Bits ``start..end`` (inclusive) of one field space, e.g. reg0[0..3]."""
+
+    name: str
+    space: str
+    start: int
+    end: int
+    doc: str = ""
+
+    def __post_init__(self):
+        bits = SPACE_BITS.get(self.space)
+        if bits is None:
+            raise ValueError(f"{self.name}: unknown field space {self.space!r}")
+        if not 0 <= self.start <= self.end < bits:
+            raise ValueError(f"{self.name}: bad bit range [{self.start}..{self.end}] in {self.space}")
+
+    @property
+    def width(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def mask(self) -> int:
+        """The field's mask, in place (shifted)."""
+        return ((1 << self.width) - 1) << self.start
+
+    @property
+    def full(self) -> bool:
+        """True when the field covers its whole space (rendered without a mask)."""
+        return self.start == 0 and self.width == SPACE_BITS[self.space]
+
+    def nxm(self) -> str:
+        """ovs-ofctl sub-field syntax: ``NXM_NX_REG0[0..3]``, ``NXM_NX_REG3[]``."""
+        if self.full:
+            return f"{SPACE_NXM[self.space]}[]"
+        if self.width == 1:
+            return f"{SPACE_NXM[self.space]}[{self.start}]"
+        return f"{SPACE_NXM[self.space]}[{self.start}..{self.end}]"
+
+    def check_value(self, value: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << self.width):
+            raise ValueError(f"{self.name}: value {value!r} does not fit in {self.width} bits")
+        return value
+
+    def eq(self, value: int) -> "Mark":
+        """A match/load term ``field == value`` (e.g. ``VPC_ID.eq(7)``)."""
+        return Mark(f"{self.name}={value}", self, self.check_value(value))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A named value of a BitField. Usable as a match term and as a load action."""
+
+    name: str
+    field: BitField
+    value: int
+
+    def __post_init__(self):
+        self.field.check_value(self.value)
+
+    @property
+    def space(self) -> str:
+        return self.field.space
+
+    @property
+    def shifted(self) -> tuple[int, int]:
+        """(value, mask) in place, as matched or set in the whole space."""
+        return self.value << self.field.start, self.field.mask
+
+
+# --- reg0: packet classification -------------------------------------------------------------
+PKT_SOURCE = BitField("PKT_SOURCE", "reg0", 0, 3, "where the packet entered br-int")
+FROM_POD = Mark("FROM_POD", PKT_SOURCE, 1)
+FROM_UPLINK = Mark("FROM_UPLINK", PKT_SOURCE, 2)
+FROM_LOCAL = Mark("FROM_LOCAL", PKT_SOURCE, 3)
+
+TARGET_OFPORT_SET = BitField("TARGET_OFPORT_SET", "reg0", 4, 4, "reg3 holds the output port")
+OUTPUT_TO_TARGET = Mark("OUTPUT_TO_TARGET", TARGET_OFPORT_SET, 1)
+
+# --- reg1..reg3 ------------------------------------------------------------------------------
+VPC_ID = BitField("VPC_ID", "reg1", 0, 31, "VpcIn.vpc_id")
+SUBNET_ID = BitField("SUBNET_ID", "reg2", 0, 31, "SubnetIn.subnet_id of the current L2 segment")
+TARGET_OFPORT = BitField("TARGET_OFPORT", "reg3", 0, 31, "output port chosen by l2_fwd")
+
+# --- conntrack -------------------------------------------------------------------------------
+CT_MARK_POLICY = BitField("CT_MARK_POLICY", "ct_mark", 0, 3, "reserved: security policy verdict")
+CT_MARK_LB = BitField("CT_MARK_LB", "ct_mark", 4, 7, "reserved: service load balancing")
+CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "reserved: admitting rule id")
+
+CT_ZONE_MIN = 1
+CT_ZONE_MAX = 65535
+
+
+def vpc_ct_zone(vpc_id: int) -> int:
+    """The conntrack zone of a VPC: its id (1..65535)."""
+    if not CT_ZONE_MIN <= vpc_id <= CT_ZONE_MAX:
+        raise ValueError(f"vpc_id {vpc_id} has no conntrack zone (must be {CT_ZONE_MIN}..{CT_ZONE_MAX})")
+    return vpc_id
+
+
+ALL_FIELDS: tuple[BitField, ...] = (
+    PKT_SOURCE, TARGET_OFPORT_SET, VPC_ID, SUBNET_ID, TARGET_OFPORT,
+    CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE,
+)
+ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET)

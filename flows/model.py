@@ -1,0 +1,615 @@
+"""Frozen, hashable OpenFlow 1.3 values: Match, actions, Flow, Group, Meter.
+
+These are the currency between the compiler and the reconciler. They carry OVS semantics
+(field names, prerequisites, action rules) but know nothing about sockets or os-ken; the app
+layer translates them to messages. Tables are referred to by *name*; numbers come from
+``pipeline.py``.
+
+Match keys are OVS field names (``in_port``, ``dl_dst``, ``nw_src``, ``reg0``...). A value is an
+int/str, or ``(value, mask)`` for masked fields. ``Match(...)`` canonicalises values (lower-case
+MACs, IP prefixes, merged register marks) and checks OVS prerequisites, so two matches that mean
+the same thing are equal and hash alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import netaddr
+
+from .fields import BitField, Mark, SPACE_BITS
+
+
+class FlowError(ValueError):
+    """A flow, match or action that OVS would reject or our pipeline forbids."""
+
+
+# --- ports -----------------------------------------------------------------------------------
+OFPP_MAX = 0xFFFFFF00
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_LOCAL = 0xFFFFFFFE
+SPECIAL_PORTS = {"IN_PORT": OFPP_IN_PORT, "LOCAL": OFPP_LOCAL}
+
+ETH_IPV4, ETH_ARP, ETH_IPV6 = 0x0800, 0x0806, 0x86DD
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMPV6 = 1, 6, 17, 132, 58
+VLAN_PRESENT = 0x1000
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+MULTICAST_BIT = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+
+# --- match fields ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: str            # int | mac | ipv4 | ipv6 | ct_state | port
+    bits: int = 0
+    maskable: bool = False
+    prereq: str | None = None  # see _PREREQS
+
+
+def _f(name, kind, bits=0, maskable=False, prereq=None):
+    return name, FieldSpec(name, kind, bits, maskable, prereq)
+
+
+# Declaration order = canonical render order (close to what ovs-ofctl prints).
+MATCH_FIELDS: dict[str, FieldSpec] = dict([
+    _f("ct_state", "ct_state"),
+    _f("ct_zone", "int", 16),
+    _f("ct_mark", "int", 32, True),
+    _f("ct_label", "int", 128, True),
+    _f("conj_id", "int", 32),
+    _f("dl_type", "int", 16),
+    *[_f(f"reg{i}", "int", 32, True) for i in range(16)],
+    _f("metadata", "int", 64, True),
+    _f("in_port", "port"),
+    _f("dl_vlan", "int", 12),
+    _f("vlan_tci", "int", 16, True),
+    _f("dl_src", "mac", 48, True),
+    _f("dl_dst", "mac", 48, True),
+    _f("nw_src", "ipv4", 32, True, "ip"),
+    _f("nw_dst", "ipv4", 32, True, "ip"),
+    _f("ipv6_src", "ipv6", 128, True, "ipv6"),
+    _f("ipv6_dst", "ipv6", 128, True, "ipv6"),
+    _f("arp_spa", "ipv4", 32, True, "arp"),
+    _f("arp_tpa", "ipv4", 32, True, "arp"),
+    _f("arp_sha", "mac", 48, True, "arp"),
+    _f("arp_tha", "mac", 48, True, "arp"),
+    _f("nw_proto", "int", 8, False, "ip_any"),
+    _f("arp_op", "int", 16, False, "arp"),
+    _f("tp_src", "int", 16, True, "l4"),
+    _f("tp_dst", "int", 16, True, "l4"),
+    _f("icmp_type", "int", 8, False, "icmp_any"),
+    _f("icmp_code", "int", 8, False, "icmp_any"),
+    _f("nd_target", "ipv6", 128, True, "nd"),
+])
+FIELD_ORDER = {name: i for i, name in enumerate(MATCH_FIELDS)}
+
+_PREREQS = {
+    "ip": ("ip", lambda m: m.get("dl_type") == ETH_IPV4),
+    "ipv6": ("ipv6", lambda m: m.get("dl_type") == ETH_IPV6),
+    "ip_any": ("ip or ipv6", lambda m: m.get("dl_type") in (ETH_IPV4, ETH_IPV6)),
+    "arp": ("arp", lambda m: m.get("dl_type") == ETH_ARP),
+    "l4": ("tcp, udp or sctp", lambda m: m.get("dl_type") in (ETH_IPV4, ETH_IPV6)
+           and m.get("nw_proto") in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP)),
+    "icmp_any": ("icmp or icmp6", lambda m: (m.get("dl_type"), m.get("nw_proto"))
+                 in ((ETH_IPV4, IPPROTO_ICMP), (ETH_IPV6, IPPROTO_ICMPV6))),
+    "nd": ("icmp6 with icmp_type=135/136", lambda m: m.get("dl_type") == ETH_IPV6
+           and m.get("nw_proto") == IPPROTO_ICMPV6 and m.get("icmp_type") in (135, 136)),
+}
+
+# Protocol shorthands: (dl_type, nw_proto) -> ovs-ofctl keyword.
+@dataclass(frozen=True)
+class Proto:
+    name: str
+    dl_type: int
+    nw_proto: int | None = None
+
+
+IP = Proto("ip", ETH_IPV4)
+IPV6 = Proto("ipv6", ETH_IPV6)
+ARP = Proto("arp", ETH_ARP)
+ICMP = Proto("icmp", ETH_IPV4, IPPROTO_ICMP)
+TCP = Proto("tcp", ETH_IPV4, IPPROTO_TCP)
+UDP = Proto("udp", ETH_IPV4, IPPROTO_UDP)
+SCTP = Proto("sctp", ETH_IPV4, IPPROTO_SCTP)
+ICMP6 = Proto("icmp6", ETH_IPV6, IPPROTO_ICMPV6)
+TCP6 = Proto("tcp6", ETH_IPV6, IPPROTO_TCP)
+UDP6 = Proto("udp6", ETH_IPV6, IPPROTO_UDP)
+SCTP6 = Proto("sctp6", ETH_IPV6, IPPROTO_SCTP)
+PROTOS = {(p.dl_type, p.nw_proto): p for p in (IP, IPV6, ARP, ICMP, TCP, UDP, SCTP, ICMP6, TCP6, UDP6, SCTP6)}
+
+
+def ip_proto(address: str, v4: Proto = IP, v6: Proto = IPV6) -> Proto:
+    """The protocol shorthand for an address or prefix: IP for IPv4, IPV6 for IPv6."""
+    return v4 if netaddr.IPNetwork(address).version == 4 else v6
+
+
+def canon_mac(value: Any, what: str = "MAC") -> str:
+    try:
+        return str(netaddr.EUI(value, dialect=netaddr.mac_unix_expanded))
+    except (netaddr.AddrFormatError, TypeError, ValueError) as exc:
+        raise FlowError(f"{what}: bad MAC {value!r}") from exc
+
+
+def canon_ip(value: Any, version: int, what: str = "address", prefix_ok: bool = True) -> str:
+    """'10.0.0.5' (host) or '10.0.0.0/24' (prefix, host bits must be zero)."""
+    try:
+        net = netaddr.IPNetwork(str(value))
+    except (netaddr.AddrFormatError, TypeError, ValueError) as exc:
+        raise FlowError(f"{what}: bad IP {value!r}") from exc
+    if net.version != version:
+        raise FlowError(f"{what}: {value!r} is not IPv{version}")
+    full = 32 if version == 4 else 128
+    if net.prefixlen == full:
+        return str(net.ip)
+    if not prefix_ok:
+        raise FlowError(f"{what}: {value!r} must be a host address")
+    if net.ip != net.network:
+        raise FlowError(f"{what}: {value!r} has host bits set")
+    return f"{net.network}/{net.prefixlen}"
+
+
+CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")
+
+
+def parse_ct_state(text: str) -> dict[str, bool]:
+    flags: dict[str, bool] = {}
+    i = 0
+    while i < len(text):
+        sign = text[i]
+        j = i + 1
+        while j < len(text) and text[j] not in "+-":
+            j += 1
+        name = text[i + 1:j]
+        if sign not in "+-" or name not in CT_FLAGS or name in flags:
+            raise FlowError(f"ct_state: bad flags {text!r}")
+        flags[name] = sign == "+"
+        i = j
+    if not flags:
+        raise FlowError("ct_state: empty")
+    return flags
+
+
+def format_ct_state(flags: Mapping[str, bool]) -> str:
+    return "".join(("+" if flags[f] else "-") + f for f in CT_FLAGS if f in flags)
+
+
+def _canon_int(spec: FieldSpec, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << spec.bits):
+        raise FlowError(f"{spec.name}: value {value!r} is not a {spec.bits}-bit integer")
+    return value
+
+
+def _canon_value(spec: FieldSpec, value: Any):
+    """Canonical value (or (value, mask)) for one match field."""
+    if spec.kind == "ct_state":
+        return format_ct_state(parse_ct_state(value))
+    if spec.kind == "port":
+        if value in SPECIAL_PORTS:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < OFPP_MAX:
+            raise FlowError(f"in_port: bad port {value!r}")
+        return value
+    if spec.kind in ("ipv4", "ipv6"):
+        if isinstance(value, tuple):
+            raise FlowError(f"{spec.name}: give an IP prefix ('10.0.0.0/24'), not (value, mask)")
+        return canon_ip(value, 4 if spec.kind == "ipv4" else 6, spec.name)
+    masked = isinstance(value, tuple)
+    if masked and not spec.maskable:
+        raise FlowError(f"{spec.name}: field is not maskable")
+    if spec.kind == "mac":
+        if masked:
+            v, m = canon_mac(value[0], spec.name), canon_mac(value[1], spec.name)
+            return v if m == BROADCAST_MAC else (v, m)
+        return canon_mac(value, spec.name)
+    if masked:
+        v, m = _canon_int(spec, value[0]), _canon_int(spec, value[1])
+        if v & ~m:
+            raise FlowError(f"{spec.name}: value {v:#x} has bits outside mask {m:#x}")
+        return v if m == (1 << spec.bits) - 1 else (v, m)
+    return _canon_int(spec, value)
+
+
+MatchPart = Union["Match", Proto, Mark, tuple, Mapping]
+
+
+class Match(Mapping):
+    """Frozen, canonically ordered mapping: OVS field name -> value or (value, mask).
+
+    ``Match(IP, FROM_POD, VPC_ID.eq(7), in_port=3, nw_src="10.0.0.5")``. Parts may be Proto
+    shorthands, Marks (merged per register), ``(name, value)`` pairs, mappings or Matches.
+    """
+
+    __slots__ = ("_items", "_dict", "_hash")
+
+    def __init__(self, *parts: MatchPart, **fields: Any):
+        raw: dict[str, Any] = {}
+        masked: dict[str, tuple[int, int]] = {}  # register-like spaces assembled from Marks
+
+        def put(name: str, value: Any) -> None:
+            if name not in MATCH_FIELDS:
+                raise FlowError(f"unknown match field {name!r}")
+            if name in raw and raw[name] != value:
+                raise FlowError(f"match field {name!r} given twice ({raw[name]!r} and {value!r})")
+            raw[name] = value
+
+        def put_mark(mark: Mark) -> None:
+            val, mask = mark.shifted
+            old_v, old_m = masked.get(mark.space, (0, 0))
+            if (old_v ^ val) & old_m & mask:
+                raise FlowError(f"conflicting matches on {mark.space}: {mark.name}")
+            masked[mark.space] = (old_v | val, old_m | mask)
+
+        for part in parts:
+            if isinstance(part, Proto):
+                put("dl_type", part.dl_type)
+                if part.nw_proto is not None:
+                    put("nw_proto", part.nw_proto)
+            elif isinstance(part, Mark):
+                put_mark(part)
+            elif isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], str):
+                put(*part)
+            elif isinstance(part, Mapping):
+                for k, v in part.items():
+                    put(k, v)
+            else:
+                raise FlowError(f"bad match part {part!r}")
+        for k, v in fields.items():
+            put(k, v)
+        for space, (v, m) in masked.items():
+            if space in raw:
+                rv, rm = raw[space] if isinstance(raw[space], tuple) else (raw[space], (1 << SPACE_BITS[space]) - 1)
+                if (rv ^ v) & rm & m:
+                    raise FlowError(f"conflicting matches on {space}")
+                v, m = v | rv, m | rm
+            raw[space] = (v, m)
+        canon = {k: _canon_value(MATCH_FIELDS[k], v) for k, v in raw.items()}
+        items = tuple(sorted(canon.items(), key=lambda kv: FIELD_ORDER[kv[0]]))
+        for name, _ in items:
+            prereq = MATCH_FIELDS[name].prereq
+            if prereq and not _PREREQS[prereq][1](canon):
+                raise FlowError(f"match field {name!r} requires {_PREREQS[prereq][0]} in the match")
+        object.__setattr__(self, "_items", items)
+        object.__setattr__(self, "_dict", dict(items))
+        object.__setattr__(self, "_hash", hash(items))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Match is immutable")
+
+    def __getitem__(self, key: str):
+        return self._dict[key]
+
+    def __iter__(self):
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Match):
+            return self._items == other._items
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return "Match(" + ", ".join(f"{k}={v!r}" for k, v in self._items) + ")"
+
+    def satisfies(self, prereq: str) -> bool:
+        return _PREREQS[prereq][1](self._dict)
+
+    def with_(self, *parts: MatchPart, **fields: Any) -> "Match":
+        return Match(self, *parts, **fields)
+
+
+EMPTY_MATCH = Match()
+
+
+# --- actions ---------------------------------------------------------------------------------
+class Action:
+    """Base of every action value. Subclasses are frozen dataclasses."""
+
+    prereq: str | None = None
+
+    def prereqs(self) -> tuple[str, ...]:
+        return (self.prereq,) if self.prereq else ()
+
+
+# set_field/move targets: ovs-ofctl name -> (NXM name, width bits, value kind, prerequisite)
+SET_FIELDS: dict[str, tuple[str, int, str, str | None]] = {
+    "eth_src": ("NXM_OF_ETH_SRC[]", 48, "mac", None),
+    "eth_dst": ("NXM_OF_ETH_DST[]", 48, "mac", None),
+    "vlan_vid": ("OXM_OF_VLAN_VID[]", 13, "int", None),
+    "arp_op": ("NXM_OF_ARP_OP[]", 16, "int", "arp"),
+    "arp_spa": ("NXM_OF_ARP_SPA[]", 32, "ipv4", "arp"),
+    "arp_tpa": ("NXM_OF_ARP_TPA[]", 32, "ipv4", "arp"),
+    "arp_sha": ("NXM_NX_ARP_SHA[]", 48, "mac", "arp"),
+    "arp_tha": ("NXM_NX_ARP_THA[]", 48, "mac", "arp"),
+    "ip_src": ("NXM_OF_IP_SRC[]", 32, "ipv4", "ip"),
+    "ip_dst": ("NXM_OF_IP_DST[]", 32, "ipv4", "ip"),
+    "ipv6_src": ("NXM_NX_IPV6_SRC[]", 128, "ipv6", "ipv6"),
+    "ipv6_dst": ("NXM_NX_IPV6_DST[]", 128, "ipv6", "ipv6"),
+    "tcp_src": ("NXM_OF_TCP_SRC[]", 16, "int", "l4"),
+    "tcp_dst": ("NXM_OF_TCP_DST[]", 16, "int", "l4"),
+}
+
+
+def _canon_set_value(field: str, value: Any):
+    _, bits, kind, _ = SET_FIELDS[field]
+    if kind == "mac":
+        return canon_mac(value, field)
+    if kind in ("ipv4", "ipv6"):
+        return canon_ip(value, 4 if kind == "ipv4" else 6, field, prefix_ok=False)
+    return _canon_int(FieldSpec(field, "int", bits), value)
+
+
+@dataclass(frozen=True)
+class Output(Action):
+    """output:N, IN_PORT, LOCAL or output:NXM_NX_REG3[] (port taken from a BitField)."""
+
+    port: int | str | BitField
+
+    def __post_init__(self):
+        p = self.port
+        if isinstance(p, BitField) or p in SPECIAL_PORTS:
+            return
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < OFPP_MAX:
+            raise FlowError(f"output: bad port {p!r}")
+
+
+@dataclass(frozen=True)
+class SetField(Action):
+    field: str
+    value: int | str
+
+    def __post_init__(self):
+        if self.field not in SET_FIELDS:
+            raise FlowError(f"set_field: unsupported field {self.field!r}")
+        object.__setattr__(self, "value", _canon_set_value(self.field, self.value))
+
+    def prereqs(self):
+        p = SET_FIELDS[self.field][3]
+        return (p,) if p else ()
+
+
+def set_vlan_vid(vid: int) -> SetField:
+    """set_field:<0x1000|vid>->vlan_vid (OpenFlow 1.3 wants the VLAN-present bit)."""
+    if not 0 < vid < 4095:
+        raise FlowError(f"bad VLAN id {vid}")
+    return SetField("vlan_vid", VLAN_PRESENT | vid)
+
+
+@dataclass(frozen=True)
+class Load(Action):
+    """Write ``value`` into a BitField (a register, ct_mark, ct_label or metadata sub-field)."""
+
+    field: BitField
+    value: int
+
+    def __post_init__(self):
+        try:
+            self.field.check_value(self.value)
+        except ValueError as exc:
+            raise FlowError(str(exc)) from exc
+
+    @classmethod
+    def mark(cls, mark: Mark) -> "Load":
+        return cls(mark.field, mark.value)
+
+
+@dataclass(frozen=True)
+class Move(Action):
+    """move:SRC->DST; each side is a SET_FIELDS name or a BitField."""
+
+    src: str | BitField
+    dst: str | BitField
+
+    def __post_init__(self):
+        widths = []
+        for side in (self.src, self.dst):
+            if isinstance(side, BitField):
+                widths.append(side.width)
+            elif side in SET_FIELDS:
+                widths.append(SET_FIELDS[side][1])
+            else:
+                raise FlowError(f"move: unsupported field {side!r}")
+        if widths[0] != widths[1]:
+            raise FlowError(f"move: width mismatch {self.src!r} ({widths[0]}) -> {self.dst!r} ({widths[1]})")
+
+    def prereqs(self):
+        return tuple(SET_FIELDS[s][3] for s in (self.src, self.dst)
+                     if isinstance(s, str) and SET_FIELDS[s][3])
+
+
+@dataclass(frozen=True)
+class Goto(Action):
+    """goto_table: must be the last action; only forward, to a declared next table."""
+
+    table: str
+
+
+@dataclass(frozen=True)
+class Resubmit(Action):
+    """resubmit(,table): only for jumps the pipeline declares (e.g. backward re-entry)."""
+
+    table: str
+
+
+@dataclass(frozen=True)
+class Nat:
+    """nat / nat(src=addr[:port]) / nat(dst=addr[:port]) inside ct()."""
+
+    kind: str | None = None       # None: re-apply the connection's existing NAT
+    addr: str | None = None
+    port: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in (None, "src", "dst"):
+            raise FlowError(f"nat: bad kind {self.kind!r}")
+        if (self.kind is None) != (self.addr is None) or (self.port is not None and self.addr is None):
+            raise FlowError("nat: kind and addr go together; port needs an addr")
+        if self.addr is not None:
+            net = netaddr.IPAddress(self.addr)
+            object.__setattr__(self, "addr", str(net))
+        if self.port is not None and not 0 < self.port < 65536:
+            raise FlowError(f"nat: bad port {self.port}")
+
+
+@dataclass(frozen=True)
+class Ct(Action):
+    """ct(commit,zone=..,table=..,nat(..),exec(..)). ``table`` recirculates (forward only)."""
+
+    commit: bool = False
+    zone: int | BitField | None = None
+    table: str | None = None
+    nat: Nat | None = None
+    exec_: tuple = ()
+
+    def __post_init__(self):
+        if isinstance(self.zone, int) and not 0 <= self.zone < 65536:
+            raise FlowError(f"ct: bad zone {self.zone}")
+        if isinstance(self.zone, BitField) and self.zone.width != 16:
+            raise FlowError(f"ct: zone field {self.zone.name} must be 16 bits wide")
+        object.__setattr__(self, "exec_", tuple(self.exec_))
+        if self.exec_ and not self.commit:
+            raise FlowError("ct: exec() needs commit")
+        for a in self.exec_:
+            if not (isinstance(a, Load) and a.field.space in ("ct_mark", "ct_label")):
+                raise FlowError(f"ct: exec() may only load ct_mark/ct_label, got {a!r}")
+
+    def prereqs(self):
+        return ("ip_any",) if self.nat is not None else ()
+
+
+@dataclass(frozen=True)
+class DecTtl(Action):
+    prereq = "ip_any"
+
+
+@dataclass(frozen=True)
+class PushVlan(Action):
+    ethertype: int = 0x8100
+
+
+@dataclass(frozen=True)
+class PopVlan(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class GroupAction(Action):
+    """group:N (named GroupAction to keep ``Group`` for the group-table entry itself)."""
+
+    group_id: int
+
+
+@dataclass(frozen=True)
+class Conjunction(Action):
+    """conjunction(id,k/n): clause k (1-based) of n. Only other conjunctions may share the flow."""
+
+    conj_id: int
+    clause: int
+    n_clauses: int
+
+    def __post_init__(self):
+        if not (2 <= self.n_clauses <= 64 and 1 <= self.clause <= self.n_clauses):
+            raise FlowError(f"conjunction: bad clause {self.clause}/{self.n_clauses}")
+
+
+@dataclass(frozen=True)
+class Controller(Action):
+    max_len: int = 65535
+    meter_id: int | None = None
+
+
+DROP: tuple = ()  # an empty action list drops the packet
+
+
+def arp_reply(mac: str, ip: str) -> tuple[Action, ...]:
+    """Turn an ARP request for ``ip`` into the reply 'ip is-at mac', sent back out IN_PORT.
+
+    The flow that uses it must match ``arp,arp_op=1,arp_tpa=<ip>``.
+    """
+    return (
+        Move("eth_src", "eth_dst"),
+        SetField("eth_src", mac),
+        SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"),
+        SetField("arp_sha", mac),
+        Move("arp_spa", "arp_tpa"),
+        SetField("arp_spa", ip),
+        Output("IN_PORT"),
+    )
+
+
+# --- flows, groups, meters -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Flow:
+    table: str
+    priority: int
+    match: Match
+    actions: tuple
+    cookie: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.match, Match):
+            object.__setattr__(self, "match", Match(self.match))
+        object.__setattr__(self, "actions", tuple(self.actions))
+        if not 0 <= self.priority <= 65535:
+            raise FlowError(f"{self.table}: bad priority {self.priority}")
+        if self.priority == 0 and len(self.match):
+            raise FlowError(f"{self.table}: a priority-0 flow (table miss) must not match anything, "
+                            f"got {self.match!r}")
+        if not 0 <= self.cookie < (1 << 64):
+            raise FlowError(f"bad cookie {self.cookie:#x}")
+        for i, a in enumerate(self.actions):
+            if not isinstance(a, Action):
+                raise FlowError(f"{self.table}: not an action: {a!r}")
+            if isinstance(a, Goto) and i != len(self.actions) - 1:
+                raise FlowError(f"{self.table}: goto_table must be the last action")
+            for p in a.prereqs():
+                if not self.match.satisfies(p):
+                    raise FlowError(f"{self.table}: action {a!r} requires {_PREREQS[p][0]} in the match")
+        if any(isinstance(a, Conjunction) for a in self.actions) and not all(
+                isinstance(a, Conjunction) for a in self.actions):
+            raise FlowError(f"{self.table}: conjunction() cannot be mixed with other actions")
+
+    @property
+    def key(self) -> tuple:
+        return (self.table, self.priority, self.match)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    actions: tuple
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+    type: str
+    buckets: tuple
+
+    def __post_init__(self):
+        if self.type not in ("select", "all", "indirect"):
+            raise FlowError(f"group {self.group_id}: bad type {self.type!r}")
+        object.__setattr__(self, "buckets", tuple(self.buckets))
+        if self.type == "indirect" and len(self.buckets) != 1:
+            raise FlowError(f"group {self.group_id}: indirect groups have exactly one bucket")
+        if self.type != "select" and any(b.weight is not None for b in self.buckets):
+            raise FlowError(f"group {self.group_id}: only select buckets have weights")
+
+
+@dataclass(frozen=True)
+class Meter:
+    meter_id: int
+    rate: int
+    unit: str = "pktps"   # pktps | kbps
+    burst: int = 0
+
+    def __post_init__(self):
+        if self.unit not in ("pktps", "kbps"):
+            raise FlowError(f"meter {self.meter_id}: bad unit {self.unit!r}")

@@ -1,0 +1,226 @@
+"""The one ordered declaration of every br-int table, and the checked flow builder.
+
+How packets move (each line is a stage; numbers are ``stage * 10 + position in stage``):
+
+    0  classifier      pod port / uplink VLAN / LOCAL  -> set PKT_SOURCE, VPC_ID, SUBNET_ID
+   10  port_sec        a pod sends only its own MAC + IPs (ARP: own spa/sha)
+   20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
+   21  ct_state        +trk+inv dropped
+   30  egress_policy   hook for security policy (passes everything today)
+   40  l3_fwd          distributed router of a VPC: gateway ARP replies; route to other subnets
+   41  l3_neigh        routed packets only: destination pod IP -> its MAC (unknown: drop)
+   50  arp_responder   answer ARP for known pods of the requester's subnet
+   51  l2_fwd          (subnet, dst MAC) -> pod port or uplink; broadcast/multicast flooded
+   60  ingress_policy  hook for security policy (passes everything today)
+   70  ct_commit       commit new connections in the VPC zone
+   71  output          output to reg3; uplink-bound packets get their subnet's VLAN
+  250  canary          never reached; one drop flow whose absence means OVS lost our flows
+
+Rules (checked when a flow is built, so a wrong flow fails a unit test, not the lab):
+* goto_table and ct(table=) only jump *forward*, to a table listed in ``next_tables``;
+* resubmit only to a table listed in ``resubmit_tables`` (declared backward or multi-target jumps);
+* a flow matches only fields listed in its table's ``match_fields``;
+* a priority-0 flow is the table miss and matches nothing.
+
+Adding a table: append it at the end of its stage (never reorder), so every existing number
+stays stable. Numbers never depend on which features are enabled.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from . import cookies
+from .model import Ct, Flow, FlowError, Goto, Match, Resubmit
+
+
+class Stage(enum.IntEnum):
+    CLASSIFY = 0
+    VALIDATE = 1
+    CONNTRACK = 2
+    EGRESS_SECURITY = 3
+    ROUTING = 4
+    SWITCHING = 5
+    INGRESS_SECURITY = 6
+    OUTPUT = 7
+    RESERVED = 25
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    stage: Stage
+    next_tables: tuple[str, ...]
+    miss: str                       # "drop" | "next" | "goto:<table>"
+    match_fields: frozenset[str]
+    doc: str = ""
+    resubmit_tables: tuple[str, ...] = ()
+    id: int = field(default=-1, compare=False)
+
+
+REGS = frozenset(f"reg{i}" for i in range(16))
+IP_FIELDS = frozenset({"dl_type", "nw_proto", "nw_src", "nw_dst", "ipv6_src", "ipv6_dst",
+                       "tp_src", "tp_dst", "icmp_type", "icmp_code"})
+CT_FIELDS = frozenset({"ct_state", "ct_zone", "ct_mark", "ct_label"})
+POLICY_FIELDS = REGS | IP_FIELDS | CT_FIELDS | {"conj_id", "in_port", "dl_src", "dl_dst"}
+
+
+def _t(name, stage, next_tables, miss, match_fields, doc):
+    return Table(name, stage, tuple(next_tables), miss, frozenset(match_fields), doc)
+
+
+TABLES: tuple[Table, ...] = (
+    _t("classifier", Stage.CLASSIFY, ("port_sec", "ct_zone"), "drop",
+       {"in_port", "dl_vlan", "vlan_tci"},
+       "Pod port, uplink (per subnet VLAN) or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
+    _t("port_sec", Stage.VALIDATE, ("ct_zone",), "drop",
+       {"in_port", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src", "arp_spa", "arp_sha",
+        "icmp_type", "nd_target"},
+       "Anti-spoofing: a pod sends only its own MAC and IPs; ARP only for its own IP."),
+    _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",
+       {"dl_type", "nw_proto", "icmp_type", "reg1"},
+       "Send IP traffic through conntrack in the VPC's zone; ARP/ND bypass."),
+    _t("ct_state", Stage.CONNTRACK, ("egress_policy",), "next",
+       {"ct_state", "ct_zone", "ct_mark", "ct_label", "dl_type", "reg0", "reg1"},
+       "Drop invalid connections."),
+    _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
+       "Hook for security policy on traffic leaving a pod (default: pass)."),
+    _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder"), "goto:arp_responder",
+       {"reg0", "reg1", "reg2", "dl_dst", "dl_type", "nw_dst", "ipv6_dst", "arp_op", "arp_tpa"},
+       "Distributed router of a VPC: answer ARP for subnet gateways; route between subnets."),
+    _t("l3_neigh", Stage.ROUTING, ("l2_fwd",), "drop",
+       {"reg1", "dl_type", "nw_dst", "ipv6_dst"},
+       "Routed packets: destination pod IP -> its MAC. Unknown destinations are dropped."),
+    _t("arp_responder", Stage.SWITCHING, ("l2_fwd",), "next",
+       {"reg0", "reg2", "in_port", "dl_type", "arp_op", "arp_tpa"},
+       "Answer ARP requests for known pods of the requester's subnet in the switch."),
+    _t("l2_fwd", Stage.SWITCHING, ("ingress_policy",), "drop",
+       {"reg2", "dl_dst"},
+       "(subnet, dst MAC) -> local pod port or uplink; broadcast/multicast flooded."),
+    _t("ingress_policy", Stage.INGRESS_SECURITY, ("ct_commit",), "next", POLICY_FIELDS,
+       "Hook for security policy on traffic entering a pod (default: pass)."),
+    _t("ct_commit", Stage.OUTPUT, ("output",), "next",
+       {"ct_state", "ct_mark", "dl_type", "reg1"},
+       "Commit new connections in the VPC's zone."),
+    _t("output", Stage.OUTPUT, (), "drop",
+       {"reg0", "reg2", "reg3"},
+       "Output to reg3; packets for the uplink are tagged with their subnet's VLAN."),
+    _t("canary", Stage.RESERVED, (), "drop", set(),
+       "Never reached. Its miss flow disappearing means OVS lost our flows (re-provision)."),
+)
+
+
+class Pipeline:
+    """A validated, numbered table declaration plus the checked flow builder."""
+
+    def __init__(self, tables: tuple[Table, ...]):
+        numbered: list[Table] = []
+        per_stage: dict[Stage, int] = {}
+        last_stage = -1
+        for t in tables:
+            if t.stage < last_stage:
+                raise FlowError(f"table {t.name}: stages must be declared in order")
+            last_stage = t.stage
+            pos = per_stage.get(t.stage, 0)
+            if pos >= 10:
+                raise FlowError(f"stage {t.stage.name} has more than 10 tables")
+            per_stage[t.stage] = pos + 1
+            numbered.append(Table(t.name, t.stage, t.next_tables, t.miss, t.match_fields, t.doc,
+                                  t.resubmit_tables, id=int(t.stage) * 10 + pos))
+        self.tables: tuple[Table, ...] = tuple(numbered)
+        self._by_name = {t.name: t for t in self.tables}
+        if len(self._by_name) != len(self.tables):
+            raise FlowError("duplicate table names")
+        if max(t.id for t in self.tables) > 254:
+            raise FlowError("table ids must stay below 255")
+        for i, t in enumerate(self.tables):
+            for n in t.next_tables:
+                if n not in self._by_name or self._by_name[n].id <= t.id:
+                    raise FlowError(f"table {t.name}: next table {n!r} is undeclared or not forward")
+            for n in t.resubmit_tables:
+                if n not in self._by_name:
+                    raise FlowError(f"table {t.name}: resubmit table {n!r} is undeclared")
+            if t.miss == "next" and i + 1 == len(self.tables):
+                raise FlowError(f"table {t.name}: the last table cannot miss to 'next'")
+            target = self.miss_target(t.name)
+            if target is not None and target not in t.next_tables:
+                raise FlowError(f"table {t.name}: miss target {target!r} is not a declared next table")
+
+    # --- lookups ---
+    def table(self, name: str) -> Table:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise FlowError(f"undeclared table {name!r}") from None
+
+    def id(self, name: str) -> int:
+        return self.table(name).id
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tables)
+
+    def miss_target(self, name: str) -> str | None:
+        """The table a miss continues to, or None for drop."""
+        t = self.table(name)
+        if t.miss == "drop":
+            return None
+        if t.miss == "next":
+            i = self.tables.index(t)
+            return self.tables[i + 1].name
+        if t.miss.startswith("goto:"):
+            return t.miss[5:]
+        raise FlowError(f"table {name}: bad miss {t.miss!r}")
+
+    def jumps(self, flow: Flow) -> tuple[str, ...]:
+        """Every table a flow can continue to (goto, ct(table=), resubmit)."""
+        out = []
+        for a in flow.actions:
+            if isinstance(a, (Goto, Resubmit)):
+                out.append(a.table)
+            elif isinstance(a, Ct) and a.table is not None:
+                out.append(a.table)
+        return tuple(out)
+
+    # --- building and checking ---
+    def check(self, flow: Flow) -> Flow:
+        """Raise FlowError unless ``flow`` obeys this pipeline's declaration."""
+        t = self.table(flow.table)
+        extra = set(flow.match) - t.match_fields
+        if extra:
+            raise FlowError(f"table {t.name}: match field(s) {sorted(extra)} not declared for this table "
+                            f"(allowed: {sorted(t.match_fields)})")
+        for a in flow.actions:
+            if isinstance(a, (Goto, Ct)) and getattr(a, "table", None) is not None:
+                target = self.table(a.table)
+                if target.id <= t.id:
+                    raise FlowError(f"table {t.name}: backward jump to {a.table} (use a declared resubmit)")
+                if a.table not in t.next_tables:
+                    raise FlowError(f"table {t.name}: {a.table} is not a declared next table "
+                                    f"({', '.join(t.next_tables) or 'none'})")
+            elif isinstance(a, Resubmit):
+                self.table(a.table)
+                if a.table not in t.resubmit_tables:
+                    raise FlowError(f"table {t.name}: resubmit to {a.table} is not declared in resubmit_tables")
+        return flow
+
+    def flow(self, table: str, priority: int, match: Match | None = None, actions=(), *,
+             owner: str, feature: cookies.Feature | None = None) -> Flow:
+        """Build and check a flow; its cookie is (round 0, feature of owner, owner hash)."""
+        feat = feature if feature is not None else cookies.feature_of_owner(owner)
+        return self.check(Flow(table, priority, match if match is not None else Match(),
+                               tuple(actions), cookies.cookie(0, feat, owner)))
+
+    def miss_flow(self, name: str, owner: str = "base") -> Flow:
+        target = self.miss_target(name)
+        return self.flow(name, 0, None, (Goto(target),) if target else (), owner=owner)
+
+    def describe(self) -> str:
+        """One line per table: number, name, stage, miss, next tables (used in docs/goldens)."""
+        lines = []
+        for t in self.tables:
+            lines.append(f"{t.id:3d} {t.name:<15} {t.stage.name.lower():<17} miss={t.miss:<20} "
+                         f"next={','.join(t.next_tables) or '-'}  # {t.doc}")
+        return "\n".join(lines) + "\n"
+
+
+PIPELINE = Pipeline(TABLES)

@@ -1,0 +1,27 @@
+"""Per-VPC flows (owner "vpc/<name>"), on every node where the VPC has an active pod.
+
+* ct_zone: IPv4/IPv6 of this VPC -> ct(table=ct_state, zone=<vpc zone>);
+* ct_commit: new connections of this VPC are committed in its zone.
+
+The zone is the VPC id (fields.vpc_ct_zone), so overlapping CIDRs in different VPCs never
+share conntrack state.
+"""
+from __future__ import annotations
+
+from .base import P_NORMAL
+from .fields import VPC_ID, vpc_ct_zone
+from .inputs import VpcIn
+from .model import IP, IPV6, Ct, Flow, Goto, Match
+from .pipeline import PIPELINE
+
+
+def vpc_flows(vpc: VpcIn) -> frozenset[Flow]:
+    zone = vpc_ct_zone(vpc.vpc_id)
+    in_vpc = VPC_ID.eq(vpc.vpc_id)
+    flows = []
+    for proto in (IP, IPV6):
+        flows.append(PIPELINE.flow("ct_zone", P_NORMAL, Match(proto, in_vpc),
+                                   (Ct(zone=zone, table="ct_state"),), owner=vpc.owner))
+        flows.append(PIPELINE.flow("ct_commit", P_NORMAL, Match(proto, in_vpc, ct_state="+new+trk"),
+                                   (Ct(commit=True, zone=zone), Goto("output")), owner=vpc.owner))
+    return frozenset(flows)

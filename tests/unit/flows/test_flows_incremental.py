@@ -1,0 +1,123 @@
+"""Incremental compilation: applying owners_affected + compile_owner equals a full recompile."""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from flow_invariants import check_flowset
+from flow_scenarios import NODES, POD, PODS, SUBNETS, VPCS, mac, two_vpcs
+from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
+from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn
+
+
+def apply_change(state: dict, change: Change) -> dict:
+    """What the reconciler does: recompute only the affected owners, drop empty ones."""
+    state = {n: dict(o) for n, o in state.items()}
+    for node, owners in owners_affected(change).items():
+        per = state.setdefault(node, {})
+        for owner in owners:
+            flows = compile_owner(change.after, node, owner)
+            if flows:
+                per[owner] = flows
+            else:
+                per.pop(owner, None)
+    return {n: o for n, o in state.items() if o}
+
+
+def full(cluster: ClusterIn) -> dict:
+    return {n.name: compile_node(cluster, n.name) for n in cluster.nodes}
+
+
+def replace_pods(cluster, *pods, remove=()):
+    keep = {p.key: p for p in cluster.pods if p.key not in remove}
+    keep.update({p.key: p for p in pods})
+    return ClusterIn(cluster.vpcs, cluster.subnets, tuple(keep.values()), cluster.nodes)
+
+
+def step(before, after, owner):
+    change = Change(before, after, owner)
+    got = apply_change(full(before), change)
+    assert got == full(after), f"incremental != full for {owner}"
+    for node in got.values():
+        check_flowset(node)
+    return owners_affected(change)
+
+
+def test_pod_add_where_vpc_already_present_touches_only_pod_and_its_subnet():
+    before = two_vpcs()
+    new = PodIn("finance", "n", "finance", "web", ("10.0.1.50",), mac(50), "node-2", 9)
+    affected = step(before, replace_pods(before, new), "pod/finance/n")
+    assert affected == {"node-1": frozenset({"pod/finance/n"}),
+                        "node-2": frozenset({"pod/finance/n", "subnet/web"})}
+
+
+def test_first_pod_of_a_vpc_on_a_node_brings_the_vpc():
+    before = two_vpcs()
+    new = PodIn("retail", "y", "retail", "cart", ("10.8.0.9",), mac(0x809), "node-2", 9)
+    affected = step(before, replace_pods(before, new), "pod/retail/y")
+    assert "vpc/retail" in affected["node-2"] and "pod/retail/x" in affected["node-2"]
+    assert affected["node-1"] == frozenset({"pod/retail/y"})
+
+
+def test_last_pod_of_a_vpc_leaving_a_node_removes_the_vpc():
+    before = two_vpcs()
+    after = replace_pods(before, remove=[("retail", "x")])
+    step(before, after, "pod/retail/x")
+    assert "vpc/retail" not in owners_on_node(after, "node-1")
+
+
+def test_pod_wiring_moving_and_readdressing():
+    c0 = two_vpcs()
+    c1 = replace_pods(c0, dataclasses.replace(POD["p"], ofport=11))            # port wired
+    step(c0, c1, "pod/finance/p")
+    c2 = replace_pods(c1, dataclasses.replace(POD["a"], node="node-2", ofport=12))  # moved
+    step(c1, c2, "pod/finance/a")
+    c3 = replace_pods(c2, dataclasses.replace(POD["b"], ips=("10.0.1.60",), mac=mac(60)))
+    step(c2, c3, "pod/finance/b")
+
+
+def test_subnet_vpc_and_node_changes():
+    c0 = two_vpcs()
+    subnets = tuple(dataclasses.replace(s, private=False) if s.name == "db" else s for s in SUBNETS)
+    c1 = ClusterIn(VPCS, subnets, PODS, NODES)
+    step(c0, c1, "subnet/db")
+    vpcs = tuple(dataclasses.replace(v, l3_mode="none") if v.name == "finance" else v for v in VPCS)
+    c2 = ClusterIn(vpcs, subnets, PODS, NODES)
+    step(c1, c2, "vpc/finance")
+    nodes = (NodeIn("node-1", 1, 2), NODES[1])
+    c3 = ClusterIn(vpcs, subnets, PODS, nodes)
+    step(c2, c3, "node/node-1")
+    c4 = ClusterIn(vpcs, subnets + (SubnetIn("ops", "finance", ("10.0.9.0/24",), ("10.0.9.1",), 909, 99),),
+                   PODS, nodes)
+    step(c3, c4, "subnet/ops")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_pod_churn(seed):
+    rng = random.Random(seed)
+    cluster = two_vpcs()
+    names = [p.name for p in PODS]
+    for i in range(12):
+        victim = POD[rng.choice(names)]
+        roll = rng.random()
+        if roll < 0.3 and cluster.find_pod(*victim.key):
+            after = replace_pods(cluster, remove=[victim.key])
+        else:
+            node = rng.choice(["node-1", "node-2"])
+            used = {p.ofport for p in cluster.pods if p.node == node and p.key != victim.key}
+            port = rng.choice([None] + [q for q in range(20, 40) if q not in used])
+            after = replace_pods(cluster, dataclasses.replace(victim, node=node, ofport=port))
+        step(cluster, after, f"pod/{victim.namespace}/{victim.name}")
+        cluster = after
+
+
+def test_compile_owner_unknown_things_are_empty():
+    c = two_vpcs()
+    assert compile_owner(c, "node-9", "base") == frozenset()
+    assert compile_owner(c, "node-1", "pod/ns/ghost") == frozenset()
+    assert compile_owner(c, "node-2", "node/node-1") == frozenset()
+    assert compile_owner(c, "node-1", "svc/ns/x/80") == frozenset()
+    with pytest.raises(KeyError):
+        compile_node(c, "node-9")
