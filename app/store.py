@@ -94,23 +94,17 @@ class Store:
         return self.api.get_object(kind, namespace, name).execute(check_error=True)
 
     def manifest(self, kind: str, row) -> dict:
-        info = intent.KINDS[kind]
-        meta = {"name": row.name, "uid": row.uid, "generation": row.generation,
-                "creationTimestampMs": row.created_ms}
-        if info.namespaced:
-            meta["namespace"] = row.namespace
-        if row.labels:
-            meta["labels"] = dict(row.labels)
-        if row.annotations:
-            meta["annotations"] = dict(row.annotations)
+        obj = intent.Obj(kind, row.name, row.namespace if intent.KINDS[kind].namespaced else "",
+                         dict(row.labels), dict(row.annotations), _spec(row))
         status = _status(row)
         if kind == "Subnet":
             status.update(self.subnet_status(row))
         elif kind == "Vpc":
             status["vni"] = row.vni
             status["subnets"] = sorted(r.name for r in self.rows("Subnet") if r.vpc == row.name)
-        return {"apiVersion": "vpcnet.io/v1", "kind": kind, "metadata": meta, "spec": _spec(row),
-                "status": status}
+        manifest = obj.to_manifest(status)
+        manifest["metadata"].update(uid=row.uid, generation=row.generation, creationTimestampMs=row.created_ms)
+        return manifest
 
     def get(self, kind: str, namespace: str, name: str) -> dict:
         row = self.row(kind, namespace, name)
