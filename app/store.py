@@ -469,7 +469,7 @@ class Store:
 
     def delete(self, keys) -> list[dict]:
         """Delete objects (kind, namespace, name) in one transaction; pods release their addresses."""
-        errors, results, commands = [], [], []
+        errors, results, deletes, stale_rows = [], [], [], []
         deleting = set(keys)
         releases = []
         for kind, namespace, name in keys:
@@ -485,8 +485,7 @@ class Store:
                     errors.append(f"{ref}: cannot delete: {len(owners)} pods still hold addresses in it "
                                   f"({', '.join(owners[:5])}{', ...' if len(owners) > 5 else ''})")
                     continue
-                for ip_row in self._ip_rows(name):
-                    commands.append(ip_row)
+                stale_rows += self._ip_rows(name)  # quarantined leftovers go with the subnet
             if kind == "Vpc":
                 users = sorted(r.name for r in self.rows("Subnet") if r.vpc == name
                                and ("Subnet", "", r.name) not in deleting)
@@ -498,11 +497,9 @@ class Store:
                 if status.get("vpc"):
                     releases.append((status["vpc"], f"{namespace}/{name}", status.get("subnet"), status.get("node", "")))
             results.append({"ref": ref, "result": "deleted"})
-            commands.append(self.api.delete_object(kind, namespace, name))
+            deletes.append(self.api.delete_object(kind, namespace, name))
         if errors:
             raise StoreError(errors, 409)
-        quarantined_rows = [c for c in commands if not isinstance(c, state_cmd.DeleteObjectCommand)]
-        deletes = [c for c in commands if isinstance(c, state_cmd.DeleteObjectCommand)]
         subnets = sorted({r[2] for r in releases if r[2]})
         self.allocator.load(subnets)
         with self.api.transaction(check_error=True, log_errors=False) as txn:
@@ -510,8 +507,8 @@ class Store:
                 txn.add(command)
             for vpc, owner, _subnet, node in releases:
                 txn.add(self.allocator.release_command(vpc, owner, node))
-            if quarantined_rows:
-                txn.add(_DeleteRowsCommand(self.api, quarantined_rows))
+            if stale_rows:
+                txn.add(_DeleteRowsCommand(self.api, stale_rows))
         return results
 
     def _ip_rows(self, subnet: str):

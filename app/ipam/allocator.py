@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import threading
 import time
 
 import netaddr
@@ -323,7 +322,6 @@ class Allocator:
         self.cursors = _Cursors()
         self.rng = random.Random(seed)
         self.conflicts = 0  # lost races, for metrics
-        self._lock = threading.Lock()
 
     def load(self, subnets) -> None:
         names = [s if isinstance(s, str) else s.name for s in subnets]

@@ -1,7 +1,6 @@
 """ovsdbapp commands for the vpcnet state schema (run in the connection thread, inside one txn)."""
 from __future__ import annotations
 
-import json
 import time
 import uuid as uuidlib
 
@@ -111,6 +110,3 @@ class RequestSlicesCommand(cmd.ReadOnlyCommand):
             # sends the monitor change now rather than on the next unrelated event.
             self.api.ovsdb_connection.txns.alert_notify()
 
-
-def loads(text: str):
-    return json.loads(text) if text else {}

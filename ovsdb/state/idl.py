@@ -39,10 +39,8 @@ class AddressIndex:
         self.macs: dict[str, dict[str, object]] = collections.defaultdict(dict)
         self.ips_by_owner: dict[str, set] = collections.defaultdict(set)
         self.macs_by_owner: dict[str, set] = collections.defaultdict(set)
-        self.version = 0  # bumped on every change; lets allocators cache cursors safely
 
     def add(self, table: str, row) -> None:
-        self.version += 1
         if table == "Ip":
             self.ips[row.vpc][ip_key(row.ip)] = row
             self.ips_by_owner[row.owner].add(row)
@@ -51,7 +49,6 @@ class AddressIndex:
             self.macs_by_owner[row.owner].add(row)
 
     def remove(self, table: str, row) -> None:
-        self.version += 1
         if table == "Ip":
             by_key = self.ips.get(row.vpc, {})
             key = ip_key(row.ip)
