@@ -8,6 +8,7 @@ Routes (all JSON):
   POST /v1/delete  {"documents": [...]} | {"refs": [{"kind","namespace","name"}]}
   GET  /v1/ip-history/ADDRESS
   POST /v1/pods/ensure {"namespace","name","node","ips":[],"mac":""}   the CNI path
+  GET  /v1/flows/NODE[?table=T&owner=O&installed=1]   compiled (or read back) br-int flows
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ class ApiError(Exception):
 class Api:
     """Routes requests to the store. Transport-free, so tests and other servers can call `handle`."""
 
-    def __init__(self, store):
+    def __init__(self, store, flows=None):
         self.store = store
+        self.flows = flows  # FlowEngine, when this controller serves OpenFlow
         self.lock = threading.Lock()  # changes are serialised; reads run in parallel
 
     def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
@@ -92,7 +94,33 @@ class Api:
             with self.lock:
                 return {"status": self.store.ensure_pod(body["namespace"], body["name"], body.get("node", ""),
                                                         body.get("ips") or (), body.get("mac"))}
+        if method == "GET" and parts[:1] == ["flows"] and len(parts) == 2:
+            return self._flows(parts[1], query)
         raise ApiError(404, f"unknown route {method} /v1/{'/'.join(parts)}")
+
+    def _flows(self, node: str, query: dict) -> dict:
+        from vpcnet.flows import render
+        from vpcnet.flows.cookies import owner_hash, owner_hash_of
+        from vpcnet.flows.pipeline import PIPELINE
+        if self.flows is None:
+            raise ApiError(409, "this controller does not serve OpenFlow (--of-listen none)")
+        table, owner = query.get("table"), query.get("owner")
+        if table and table not in PIPELINE.names():
+            raise ApiError(422, f"table: {table!r} is not a br-int table ({', '.join(PIPELINE.names())})")
+        try:
+            if query.get("installed") in ("1", "true", "yes"):
+                flows, other = self.flows.installed(node)
+            else:
+                flows, other = [f for fs in self.flows.compiled(node).values() for f in fs], []
+        except KeyError as exc:
+            raise ApiError(404, str(exc.args[0])) from None
+        except LookupError as exc:
+            raise ApiError(409, str(exc)) from None
+        if table:
+            flows = [f for f in flows if f.table == table]
+        if owner:
+            flows = [f for f in flows if owner_hash_of(f.cookie) == owner_hash(owner)]
+        return {"node": node, "flows": render(flows).splitlines(), "unrecognised": other}
 
     @staticmethod
     def _documents(body):

@@ -121,6 +121,20 @@ def cmd_check(args):
     return 0
 
 
+def cmd_flows(args):
+    import urllib.parse
+    query = {k: v for k, v in (("table", args.table), ("owner", args.owner)) if v}
+    if args.installed:
+        query["installed"] = "1"
+    path = f"/v1/flows/{urllib.parse.quote(args.node)}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    payload = _call(args, "GET", path)
+    for line in payload["flows"]:
+        print(line)
+    for line in payload.get("unrecognised", []):
+        print(f"NOT VPCNET'S OR DRIFTED: {line}")
+    return 0
+
+
 def cmd_demo(args):
     from vpcnet.app.demo import run_demo
     return run_demo(args)
@@ -140,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="where the embedded controller keeps its socket")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("controller", help="run the controller (state database, IPAM, API)")
+    c = sub.add_parser("controller", help="run the controller (state database, IPAM, API, OpenFlow, metrics)")
     controller_arguments(c)
     c.set_defaults(func=run_controller)
 
@@ -172,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check", help="validate files offline (no controller needed)")
     k.add_argument("-f", "--filename", action="append", required=True)
     k.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("flows", help="a node's br-int flows in canonical text: compiled, or --installed "
+                                     "(read back from the switch)")
+    f.add_argument("node")
+    f.add_argument("--table", help="only this table (by name, e.g. l2_fwd)")
+    f.add_argument("--owner", help="only this owner's flows (e.g. pod/NS/NAME, subnet/NAME, vpc/NAME, base)")
+    f.add_argument("--installed", action="store_true", help="read the flows back from the switch")
+    f.set_defaults(func=cmd_flows)
 
     m = sub.add_parser("demo", help="start a controller on a private state database, apply examples/, show the result")
     m.add_argument("--examples", default=None, help="manifests to apply (default: the bundled examples/)")

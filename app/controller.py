@@ -1,4 +1,5 @@
-"""`vpcnet controller`: the state database (embedded or remote), IPAM and the API.
+"""`vpcnet controller`: the state database (embedded or remote), IPAM, the API, and the OpenFlow
+controller of every node's br-int (os-ken app + flow engine), with Prometheus metrics.
 
 Embedded default: `--state-dir DIR` starts a private ovsdb-server in DIR and stops it on exit.
 Production: `--db tcp:A:6641,tcp:B:6641,tcp:C:6641` against a raft cluster run by the operator.
@@ -14,6 +15,9 @@ import time
 from pathlib import Path
 
 from vpcnet.app import api as api_mod
+from vpcnet.app import ofapp
+from vpcnet.app.flowengine import FlowEngine
+from vpcnet.app.metrics import Metrics
 from vpcnet.app.ipam.allocator import Allocator
 from vpcnet.app.store import Store
 from vpcnet.ovsdb.server import EmbeddedOvsdbServer
@@ -37,6 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ip-quarantine", type=float, default=None, metavar="SECONDS",
                    help="how long a released address waits before another pod may get it (default 60, "
                         "stored in the database so every allocator agrees)")
+    p.add_argument("--of-listen", default=os.environ.get("VPCNET_OF_LISTEN", "0.0.0.0:6653"),
+                   help="OpenFlow listener the br-int bridges connect to: HOST:PORT, unix:PATH, or 'none' "
+                        "(default %(default)s)")
+    p.add_argument("--of-cert", help="TLS certificate for OpenFlow (then switches use ssl:HOST:PORT)")
+    p.add_argument("--of-key", help="TLS private key for OpenFlow")
+    p.add_argument("--of-ca", help="CA certificates that switch certificates must chain to")
+    p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="how often every bridge's flows are dumped and drift repaired (default %(default)s)")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -47,6 +60,8 @@ class Controller:
         self.server: EmbeddedOvsdbServer | None = None
         self.api = None
         self.http = None
+        self.flows: FlowEngine | None = None
+        self.metrics_server = None
         self.stopping = threading.Event()
 
     @property
@@ -65,11 +80,20 @@ class Controller:
         quarantine = self._quarantine_seconds(self.args.ip_quarantine)
         self.allocator = Allocator(self.api, quarantine_s=quarantine)
         self.store = Store(self.api, self.allocator)
-        self.http = api_mod.serve(api_mod.Api(self.store), self.api_address, self.args.api_token,
+        self.metrics = Metrics()
+        if self.args.metrics:
+            self.metrics_server = self.metrics.serve(self.args.metrics)
+        if str(self.args.of_listen).lower() != "none":
+            if bool(self.args.of_cert) != bool(self.args.of_key):
+                raise SystemExit("--of-cert and --of-key go together")
+            self.flows = FlowEngine(remote, self.metrics, audit_interval=self.args.audit_interval).start()
+            ofapp.run(self.flows, self.args.of_listen, self.args.of_cert, self.args.of_key, self.args.of_ca)
+        self.http = api_mod.serve(api_mod.Api(self.store, self.flows), self.api_address, self.args.api_token,
                                   self.args.api_cert, self.args.api_key)
         threading.Thread(target=self._reaper, name="ip-quarantine-reaper", daemon=True).start()
-        LOG.info("vpcnet controller ready in %.2fs: api %s, state database %s, ip quarantine %ss",
-                 time.monotonic() - t0, self.api_address, remote, quarantine)
+        LOG.info("vpcnet controller ready in %.2fs: api %s, state database %s, ip quarantine %ss, "
+                 "openflow %s, metrics %s", time.monotonic() - t0, self.api_address, remote, quarantine,
+                 self.args.of_listen, self.args.metrics or "off")
 
     def _quarantine_seconds(self, wanted: float | None) -> float:
         rows = self.api.db_list_rows("Global").execute(check_error=True)
@@ -97,6 +121,10 @@ class Controller:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
+        if self.flows is not None:
+            self.flows.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         if self.api is not None:
             self.api.stop()
         if self.server is not None:
@@ -118,4 +146,8 @@ def run(args) -> int:
         done.wait()
     finally:
         ctl.stop()
+    if ctl.flows is not None:
+        # os-ken's hub threads are not daemons and cannot be joined from outside: leave now.
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -31,7 +31,7 @@ def run_demo(args) -> int:
     step(f"starting the controller on an embedded state database in {state_dir}")
     log = open(os.path.join(state_dir, "controller.log"), "w")
     proc = subprocess.Popen([sys.executable, "-m", "vpcnet.app.cli", "controller", "--state-dir", state_dir,
-                             "--ip-quarantine", "60"], stdout=log, stderr=subprocess.STDOUT)
+                             "--ip-quarantine", "60", "--of-listen", "none"], stdout=log, stderr=subprocess.STDOUT)
     client = Client(f"unix:{sock}")
     try:
         deadline = time.monotonic() + 30

@@ -21,6 +21,7 @@ LOG = logging.getLogger(__name__)
 VLAN_RANGE = (100, 4094)      # VLANs vpcnet hands out when a Subnet names none
 L2VNI_BASE = 10000            # default L2VNI = 10000 + VLAN
 L3VNI_RANGE = (50000, 59999)  # default L3VNI of a Vpc
+ZONE_RANGE = (1, 65536)        # VPC ids: conntrack zone + router MAC 0e:76:70:ff:<id>
 ANN_IP, ANN_MAC, ANN_SUBNET, ANN_POOL = ("vpcnet.io/ip_address", "vpcnet.io/mac_address",
                                          "vpcnet.io/subnet", "vpcnet.io/ip_pool")
 
@@ -101,6 +102,7 @@ class Store:
             status.update(self.subnet_status(row))
         elif kind == "Vpc":
             status["vni"] = row.vni
+            status["id"] = row.zone[0] if row.zone else None
             status["subnets"] = sorted(r.name for r in self.rows("Subnet") if r.vpc == row.name)
         manifest = obj.to_manifest(status)
         manifest["metadata"].update(uid=row.uid, generation=row.generation, creationTimestampMs=row.created_ms)
@@ -361,7 +363,7 @@ class Store:
         subnets = sorted({p.name for r in requests.values() for p in r.subnets})
 
         def build(new_allocation):
-            taken: dict = {"vlan": set(), "vni": set(), "vpc_vni": set(), "subnet_vlan": {}}
+            taken: dict = {"vlan": set(), "vni": set(), "vpc_vni": set(), "zone": set(), "subnet_vlan": {}}
             commands = []
             for obj in objs:
                 columns = {"labels": dict(obj.labels), "annotations": dict(obj.annotations),
@@ -453,18 +455,28 @@ class Store:
 
     def _derive_vpc(self, obj, taken):
         def derive(row):
+            out = {}
+            if row is None or not row.zone:
+                # The VPC's datapath id: its conntrack zone and router MAC on every node. Never
+                # changes while the VPC exists (a new zone would cut every tracked connection).
+                used = {r.zone[0] for r in self.api.tables["Vpc"].rows.values() if r.zone} | taken["zone"]
+                zone = next((z for z in range(*ZONE_RANGE) if z not in used), None)
+                if zone is None:
+                    raise IpamError(f"{obj.ref}: no free VPC id left in {ZONE_RANGE[0]}..{ZONE_RANGE[1] - 1}")
+                taken["zone"].add(zone)
+                out["zone"] = zone
             if "vni" in obj.spec:
                 taken["vpc_vni"].add(obj.spec["vni"])
-                return {"vni": obj.spec["vni"]}
+                return {**out, "vni": obj.spec["vni"]}
             if row is not None and row.vni:
-                return {}
+                return out
             used = {r.vni for r in self.api.tables["Vpc"].rows.values()} | taken["vpc_vni"] | \
                 {r.vni for r in self.api.tables["Subnet"].rows.values()}
             vni = next((v for v in range(*L3VNI_RANGE) if v not in used), None)
             if vni is None:
                 raise IpamError(f"{obj.ref}: spec.vni: no free L3VNI left")
             taken["vpc_vni"].add(vni)
-            return {"vni": vni}
+            return {**out, "vni": vni}
         return derive
 
     def delete(self, keys) -> list[dict]:

@@ -41,11 +41,21 @@ def store(state_api):
     return make_store(state_api)
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class ControllerProcess:
     """A real `vpcnet controller` process on a private state dir."""
 
     def __init__(self, state_dir: Path, *extra: str):
         self.state_dir = state_dir
+        if "--of-listen" not in extra:
+            self.of_port = free_port()
+            extra = (*extra, "--of-listen", f"127.0.0.1:{self.of_port}")
         self.sock = state_dir / "api.sock"
         self.log = open(state_dir.parent / f"controller-{time.time_ns()}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "vpcnet.app.cli", "controller",

@@ -177,8 +177,22 @@ def node_spec(f: Fields, ctx: SpecContext) -> dict[str, Any]:
         value = f.get(key, ip_check())
         if value is not None:
             spec[key] = value
+    ovsdb = f.get("ovsdb", _ovsdb_remote)
+    if ovsdb is not None:
+        spec["ovsdb"] = ovsdb
     f.done()
     return spec
+
+
+_OVSDB_REMOTE = re.compile(r"(unix:/\S+|(tcp|ssl):(\[[0-9a-fA-F:.]+\]|[0-9A-Za-z.-]+):[0-9]{1,5})")
+
+
+def _ovsdb_remote(r: Reporter, path: str, value: Any) -> str | None:
+    """The node's Open_vSwitch database (where br-int's restart round is kept)."""
+    if not isinstance(value, str) or not _OVSDB_REMOTE.fullmatch(value):
+        r.bad(path, value, "is not an OVSDB remote (unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT)")
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------- Leaf

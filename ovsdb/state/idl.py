@@ -72,6 +72,7 @@ class StateIdl(ovs_connection.OvsdbIdl):
         self.addresses = AddressIndex()
         self.addresses_freed = 0  # bumped whenever an address row disappears or is quarantined
         self.cond_acked = threading.Condition()
+        self.listeners: list = []   # callables (table, event) run in the connection thread: keep them O(1)
         for table in self.slices:
             self.cond_change(table, [False])
 
@@ -123,6 +124,8 @@ class StateIdl(ovs_connection.OvsdbIdl):
                         self.addresses.macs_by_owner[old_owner].discard(row)
                 self.addresses.add(table, row)
                 self.addresses_freed += 1
+        for listener in self.listeners:
+            listener(table, event)
         super().notify(event, row, updates)
 
     def _Idl__clear(self):  # name-mangled override of ovs.db.idl.Idl.__clear (reconnect resync)

@@ -1,0 +1,278 @@
+"""The flow engine: state-database changes and switch events in, reconciled bridges out.
+
+Threads (os-ken 4 runs on native threads by default, like ovsdbapp — no eventlet anywhere):
+* ovsdbapp's connection thread reports row changes (StateIdl.listeners) -> ``kick()``;
+* os-ken's handler thread calls ``datapath_up/down``, ``port_changed`` and resolves replies;
+  it never blocks (a blocked handler thread would also block the replies we wait for);
+* one worker thread rebuilds the compiler input, compiles and reconciles; it is the only
+  thread that decides what a bridge should hold;
+* one audit thread dumps every bridge at ``audit_interval`` and repairs drift.
+
+Nothing a handler or the worker raises may escape: errors are logged with the node/owner and
+counted (``vpcnet_handler_errors_total``), and the worker retries after a back-off.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from vpcnet.app import ofwire, topology
+from vpcnet.app.metrics import Metrics
+from vpcnet.app.oflink import DatapathLink, LinkError
+from vpcnet.app.reconciler import Reconciler
+from vpcnet.flows import compile_node
+from vpcnet.flows.compile import EMPTY
+from vpcnet.ovsdb.state.impl_idl import connect
+
+LOG = logging.getLogger(__name__)
+WATCHED_TABLES = ("Vpc", "Subnet", "Pod", "Node")
+
+
+class FlowEngine:
+    def __init__(self, state_remote: str, metrics: Metrics, audit_interval: float = 30.0,
+                 debounce: float = 0.02):
+        self.metrics = metrics
+        self.audit_interval = audit_interval
+        self.debounce = debounce
+        self.api = connect(state_remote)
+        self.api.ensure_loaded("Pod", None)   # every pod: remote pods get ARP / L3 entries too
+        self.api.idl.listeners.append(self._row_changed)
+        self.lock = threading.Lock()
+        self.links: dict[int, DatapathLink] = {}
+        self.ports: dict[int, dict[str, int]] = {}
+        self.fresh: set[int] = set()            # connected, port list not read yet
+        self.reconcilers: dict[str, Reconciler] = {}
+        self.dropping: set[int] = set()         # unknown datapaths given the drop-all miss
+        self.topology: topology.Topology | None = None
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.generation = 0                      # bumped on every kick (tests wait for quiescence)
+        self.done_generation = -1
+        self.worker = threading.Thread(target=self._work, name="flow-engine", daemon=True)
+        self.auditor = threading.Thread(target=self._audit_loop, name="flow-audit", daemon=True)
+
+    def start(self) -> "FlowEngine":
+        self.worker.start()
+        self.auditor.start()
+        self.kick()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.api.stop()
+
+    def _row_changed(self, table: str, event: str) -> None:
+        if table in WATCHED_TABLES:
+            self.kick()
+
+    def kick(self) -> None:
+        with self.lock:
+            self.generation += 1
+        self.wake.set()
+
+    # --- called from os-ken's handler thread: never block ----------------------------------
+    def datapath_up(self, dp) -> None:
+        with self.lock:
+            old = self.links.get(dp.id)
+            if old is not None:
+                old.close()
+            self.links[dp.id] = DatapathLink(dp)
+            self.fresh.add(dp.id)
+            self.dropping.discard(dp.id)
+        self._set_gauges()
+        LOG.info("datapath %016x connected from %s", dp.id, getattr(dp, "address", "?"))
+        self.kick()
+
+    def datapath_down(self, dp) -> None:
+        with self.lock:
+            link = self.links.get(dp.id)
+            if link is None or link.dp is not dp:
+                return
+            link.close()
+            del self.links[dp.id]
+            self.ports.pop(dp.id, None)
+            self.fresh.discard(dp.id)
+            self.dropping.discard(dp.id)
+            for node, rec in list(self.reconcilers.items()):
+                if rec.link is link:
+                    del self.reconcilers[node]
+        self._set_gauges()
+        LOG.info("datapath %016x disconnected", dp.id)
+        self.kick()
+
+    def port_changed(self, dp, name: str, ofport: int, deleted: bool) -> None:
+        with self.lock:
+            ports = self.ports.get(dp.id)
+            if ports is None:
+                return
+            if deleted:
+                if ports.get(name) == ofport:
+                    del ports[name]
+            else:
+                ports[name] = ofport
+        self.kick()
+
+    def link_of(self, dp) -> DatapathLink | None:
+        link = self.links.get(dp.id)
+        return link if link is not None and link.dp is dp else None
+
+    def _set_gauges(self) -> None:
+        known = self.topology.node_by_dpid if self.topology else {}
+        with self.lock:
+            dpids = list(self.links)
+        self.metrics.datapaths.labels(known="true").set(sum(1 for d in dpids if d in known))
+        self.metrics.datapaths.labels(known="false").set(sum(1 for d in dpids if d not in known))
+
+    # --- worker ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait()
+            if self.stopping.is_set():
+                return
+            time.sleep(self.debounce)
+            self.wake.clear()
+            with self.lock:
+                generation = self.generation
+            try:
+                ok = self._reconcile_all()
+            except Exception:
+                LOG.exception("flow engine pass failed")
+                self.metrics.errors.labels(where="engine").inc()
+                ok = False
+            if ok:
+                self.done_generation = generation
+            else:
+                self.stopping.wait(1.0)   # back off, then try again
+                self.wake.set()
+
+    def _read_ports(self) -> None:
+        with self.lock:
+            fresh = [(d, self.links[d]) for d in self.fresh if d in self.links]
+        for dpid, link in fresh:
+            ports = link.port_desc()
+            with self.lock:
+                if self.links.get(dpid) is link:
+                    self.ports[dpid] = ports
+                    self.fresh.discard(dpid)
+
+    def build_topology(self) -> topology.Topology:
+        rows = {t: self.api.list_objects(t).execute(check_error=True) for t in WATCHED_TABLES}
+        datapaths = topology.node_datapaths(rows["Node"])
+        with self.lock:
+            ports = {datapaths[d]: dict(p) for d, p in self.ports.items() if d in datapaths}
+        return topology.build(rows["Vpc"], rows["Subnet"], rows["Pod"], rows["Node"], ports)
+
+    def _reconcile_all(self) -> bool:
+        self._read_ports()
+        topo = self.build_topology()
+        if self.topology is None or topo.problems != self.topology.problems:
+            for problem in topo.problems:
+                LOG.warning("left out of the flows: %s", problem)
+        self.topology = topo
+        self.metrics.problems.set(len(topo.problems))
+        self._set_gauges()
+        ok = True
+        with self.lock:
+            links = dict(self.links)
+            ready = {d for d in links if d in self.ports}
+        for dpid, link in sorted(links.items()):
+            if dpid not in ready:
+                continue
+            node = topo.node_by_dpid.get(dpid)
+            try:
+                if node is None:
+                    self._drop_unknown(dpid, link)
+                elif topo.cluster.find_node(node) is None:
+                    continue  # known but not compilable (e.g. uplink missing): leave its flows alone
+                else:
+                    ok &= self._reconcile_node(node, link, topo)
+            except LinkError as exc:
+                LOG.error("datapath %016x (%s): %s", dpid, node or "unknown", exc)
+                self.metrics.errors.labels(where="reconcile").inc()
+                ok = False
+        return ok
+
+    def _drop_unknown(self, dpid: int, link: DatapathLink) -> None:
+        if dpid in self.dropping:
+            return
+        with self.lock:
+            stale = [n for n, r in self.reconcilers.items() if r.link is link]
+            for n in stale:
+                del self.reconcilers[n]
+        LOG.warning("datapath %016x is not any Node's datapathId: it gets a drop-everything table-miss "
+                    "(apply a Node with spec.datapathId: \"%016x\" to wire it)", dpid, dpid)
+        link.bundle(ofwire.Wire(link.dp).drop_everything())
+        self.dropping.add(dpid)
+
+    def _reconcile_node(self, node: str, link: DatapathLink, topo: topology.Topology) -> bool:
+        desired = compile_node(topo.cluster, node)
+        rec = self.reconcilers.get(node)
+        if rec is None or rec.link is not link:
+            spec = topo.node_specs.get(node, {})
+            rec = Reconciler(node, link, self.metrics, ovsdb=spec.get("ovsdb"), bridge=spec.get("bridge", "br-int"))
+            rec.resync(desired)
+            self.dropping.discard(link.dp.id)
+            with self.lock:
+                self.reconcilers[node] = rec
+            return True
+        with rec.lock:
+            owners = set(rec.installed)
+        changes = {o: desired.get(o, EMPTY) for o in owners | set(desired)}
+        return not rec.apply(changes)
+
+    # --- audit -----------------------------------------------------------------------------
+    def _audit_loop(self) -> None:
+        while not self.stopping.wait(self.audit_interval):
+            self.audit_now()
+
+    def audit_now(self) -> dict[str, dict]:
+        out = {}
+        with self.lock:
+            recs = list(self.reconcilers.items())
+        for node, rec in recs:
+            try:
+                out[node] = dict(rec.audit())
+            except Exception as exc:
+                LOG.error("%s: audit failed: %s", node, exc)
+                self.metrics.errors.labels(where="audit").inc()
+        return out
+
+    # --- introspection (API) -----------------------------------------------------------------
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                gen = self.generation
+            if self.done_generation >= gen and not self.wake.is_set():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def compiled(self, node: str) -> dict[str, frozenset]:
+        """The node's flows as the compiler produces them now (owner -> flows, round 0)."""
+        topo = self.topology or self.build_topology()
+        if node not in topo.node_specs:
+            raise KeyError(f"no Node named {node!r}")
+        if topo.cluster.find_node(node) is None:
+            raise LookupError(f"node {node} has not connected to this controller yet: its port numbers "
+                              f"(uplink, pods) are known only from its switch")
+        return compile_node(topo.cluster, node)
+
+    def installed(self, node: str) -> tuple[list, list]:
+        """Read back from the switch: (flows recognised as ours, exactly as desired; raw lines of
+        every other flow found there)."""
+        rec = self.reconcilers.get(node)
+        if rec is None:
+            raise LookupError(f"node {node} is not connected")
+        wanted = {ofwire.desired_signature(f): f for f in rec.flows()}
+        ours, other = [], []
+        for s in rec.link.dump_flows():
+            flow = wanted.get(ofwire.stats_signature(s))
+            if flow is not None:
+                ours.append(flow)
+            else:
+                other.append(ofwire.describe_stats(s))
+        return ours, sorted(other)
