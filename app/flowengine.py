@@ -21,12 +21,33 @@ from vpcnet.app import ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app.reconciler import Reconciler
-from vpcnet.flows import compile_node
+from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
 from vpcnet.flows.compile import EMPTY
 from vpcnet.ovsdb.state.impl_idl import connect
 
 LOG = logging.getLogger(__name__)
 WATCHED_TABLES = ("Vpc", "Subnet", "Pod", "Node")
+
+
+def changed_owners(before: ClusterIn, after: ClusterIn) -> list[str]:
+    """Owners ("vpc/V", "subnet/S", "node/N", "pod/NS/P") whose input differs between two states."""
+    out = []
+    for kind, items in (("vpc", lambda c: {v.name: v for v in c.vpcs}),
+                        ("subnet", lambda c: {s.name: s for s in c.subnets}),
+                        ("node", lambda c: {n.name: n for n in c.nodes}),
+                        ("pod", lambda c: {f"{p.namespace}/{p.name}": p for p in c.pods})):
+        old, new = items(before), items(after)
+        out += [f"{kind}/{k}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return out
+
+
+def changed_owners_by_node(before: ClusterIn, after: ClusterIn) -> dict[str, frozenset[str]]:
+    """node -> owners to recompute there, for every change between ``before`` and ``after``."""
+    out: dict[str, set[str]] = {}
+    for owner in changed_owners(before, after):
+        for node, owners in owners_affected(Change(before, after, owner)).items():
+            out.setdefault(node, set()).update(owners)
+    return {n: frozenset(o) for n, o in out.items()}
 
 
 class FlowEngine:
@@ -171,9 +192,11 @@ class FlowEngine:
         if self.topology is None or topo.problems != self.topology.problems:
             for problem in topo.problems:
                 LOG.warning("left out of the flows: %s", problem)
+        before = self.topology.cluster if self.topology is not None else None
         self.topology = topo
         self.metrics.problems.set(len(topo.problems))
         self._set_gauges()
+        affected = changed_owners_by_node(before, topo.cluster) if before is not None else None
         ok = True
         with self.lock:
             links = dict(self.links)
@@ -188,10 +211,13 @@ class FlowEngine:
                 elif topo.cluster.find_node(node) is None:
                     continue  # known but not compilable (e.g. uplink missing): leave its flows alone
                 else:
-                    ok &= self._reconcile_node(node, link, topo)
+                    ok &= self._reconcile_node(node, link, topo, before, affected)
             except LinkError as exc:
                 LOG.error("datapath %016x (%s): %s", dpid, node or "unknown", exc)
                 self.metrics.errors.labels(where="reconcile").inc()
+                rec = self.reconcilers.get(node or "")
+                if rec is not None:
+                    rec.cluster = None   # next pass compares everything
                 ok = False
         return ok
 
@@ -207,21 +233,32 @@ class FlowEngine:
         link.bundle(ofwire.Wire(link.dp).drop_everything())
         self.dropping.add(dpid)
 
-    def _reconcile_node(self, node: str, link: DatapathLink, topo: topology.Topology) -> bool:
-        desired = compile_node(topo.cluster, node)
+    def _reconcile_node(self, node: str, link: DatapathLink, topo: topology.Topology, before,
+                        affected: dict[str, frozenset[str]] | None) -> bool:
         rec = self.reconcilers.get(node)
         if rec is None or rec.link is not link:
             spec = topo.node_specs.get(node, {})
             rec = Reconciler(node, link, self.metrics, ovsdb=spec.get("ovsdb"), bridge=spec.get("bridge", "br-int"))
-            rec.resync(desired)
+            rec.resync(compile_node(topo.cluster, node))
+            rec.cluster = topo.cluster
             self.dropping.discard(link.dp.id)
             with self.lock:
                 self.reconcilers[node] = rec
             return True
-        with rec.lock:
-            owners = set(rec.installed)
-        changes = {o: desired.get(o, EMPTY) for o in owners | set(desired)}
-        return not rec.apply(changes)
+        if rec.cluster is not None and rec.cluster is before and affected is not None:
+            # Incremental: only the owners this pass's changes touch on this node (compile.py
+            # says which), plus any owner whose last bundle failed.
+            owners = set(affected.get(node, ())) | rec.failed
+            changes = {o: compile_owner(topo.cluster, node, o) for o in owners}
+        else:
+            desired = compile_node(topo.cluster, node)
+            with rec.lock:
+                owners = set(rec.installed)
+            changes = {o: desired.get(o, EMPTY) for o in owners | set(desired)}
+        failed = rec.apply(changes)
+        rec.failed = set(failed)
+        rec.cluster = topo.cluster
+        return not failed
 
     # --- audit -----------------------------------------------------------------------------
     def _audit_loop(self) -> None:

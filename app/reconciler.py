@@ -51,6 +51,8 @@ class Reconciler:
         self.owner_of: dict[tuple, str] = {}                # key -> owner
         self.lock = threading.Lock()
         self.synced = False
+        self.cluster = None          # the compiler input this bridge was last brought to (engine's)
+        self.failed: set[str] = set()  # owners whose last bundle the switch refused
 
     # --- helpers ---------------------------------------------------------------------------
     def _rounded(self, flows: frozenset[Flow]) -> dict[tuple, Flow]:

@@ -133,8 +133,15 @@ class Fabric:
             self.nodes[node].add_port("br-int", self.uplink[node], ofport=100)
 
     # --- pods ----------------------------------------------------------------------------
-    def add_pod(self, namespace: str, name: str, node: str, ip: str, ofport: int, wire: bool = True) -> dict:
-        self.apply([pod_doc(namespace, name, node, ip)])
+    def add_pods(self, specs: list[tuple[str, str, str, str, int]], wire: bool = True) -> list[dict]:
+        """Apply many pods (namespace, name, node, ip, ofport) in one change, then wire them."""
+        self.apply([pod_doc(ns, name, node, ip) for ns, name, node, ip, _ in specs])
+        return [self.add_pod(*spec, wire=wire, applied=True) for spec in specs]
+
+    def add_pod(self, namespace: str, name: str, node: str, ip: str, ofport: int, wire: bool = True,
+                applied: bool = False) -> dict:
+        if not applied:
+            self.apply([pod_doc(namespace, name, node, ip)])
         pod = self.api("GET", f"/v1/objects/pods/{name}?namespace={namespace}")
         status = pod["status"]
         port = pod_port_name(namespace, name)
@@ -145,6 +152,12 @@ class Fabric:
             self.wire_pod(info, status)
             info["wired"] = True
         return info
+
+    def delete_pods(self, keys: list[tuple[str, str]]) -> None:
+        """Delete pods through the API (their ports stay on the bridge, as after a crashed CNI DEL)."""
+        self.api("POST", "/v1/delete", {"refs": [{"kind": "Pod", "namespace": ns, "name": n} for ns, n in keys]})
+        for key in keys:
+            self.pods[key]["wired"] = False
 
     def wire_pod(self, info: dict, status: dict) -> None:
         ovs = self.nodes[info["node"]]
@@ -208,13 +221,14 @@ class Fabric:
         return re.sub(r"(?<![\w=(])(\d+)(?![\w)])", lambda m: names.get(int(m.group(1)), m.group(1)), out)
 
     def settle(self, timeout: float = 30.0, quiet: float = 0.6) -> None:
-        """Wait until every wired pod's port is in its node's flows and no bridge changes for ``quiet`` s."""
+        """Wait until every wired pod's port is in its node's flows, no deleted or unwired pod's port
+        is, and no bridge changed for ``quiet`` s."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while time.monotonic() < deadline:
             dumps = {n: self.flows(n) for n in self.nodes}
-            ready = all(any(info["port"] in f for f in dumps[info["node"]]) for info in self.pods.values()
-                        if info.get("wired"))
+            ready = all(any(info["port"] in f for f in dumps[info["node"]]) == bool(info.get("wired"))
+                        for info in self.pods.values())
             if dumps != last:
                 last, since = dumps, time.monotonic()
             elif ready and time.monotonic() - since >= quiet:
