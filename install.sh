@@ -11,7 +11,7 @@ debs=(
   python3 python3-venv python3-dev python3-openvswitch
   openvswitch-switch openvswitch-vtep openvswitch-common
   mininet frr netconfd openssh-server prometheus
-  iperf3 ethtool iproute2 iputils-ping tcpdump libyang2-tools
+  iperf3 ethtool iproute2 iputils-ping tcpdump libyang2-tools openssl
   gcc git procps psmisc
 )
 missing=()
