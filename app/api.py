@@ -8,6 +8,8 @@ Routes (all JSON):
   POST /v1/delete  {"documents": [...]} | {"refs": [{"kind","namespace","name"}]}
   GET  /v1/ip-history/ADDRESS
   POST /v1/pods/ensure {"namespace","name","node","ips":[],"mac":""}   the CNI path
+  POST /v1/pods/release {"namespace","name"}     CNI DEL: release a CNI-created pod's address
+  GET  /v1/pods/NS/NAME/flows[?wait=SECONDS]     are the pod's flows on its bridge? (long poll)
   GET  /v1/flows/NODE[?table=T&owner=O&installed=1]   compiled (or read back) br-int flows
 """
 from __future__ import annotations
@@ -91,9 +93,27 @@ class Api:
             for key in ("namespace", "name"):
                 if not isinstance(body.get(key), str) or not body[key]:
                     raise ApiError(400, f"pods/ensure: {key}: required string, got {body.get(key)!r}")
+            ips = body.get("ips") or []
+            if not isinstance(ips, list) or not all(isinstance(i, str) and _is_ip(i) for i in ips):
+                raise ApiError(400, f"pods/ensure: ips: expected a list of IP addresses, got {ips!r}")
             with self.lock:
                 return {"status": self.store.ensure_pod(body["namespace"], body["name"], body.get("node", ""),
                                                         body.get("ips") or (), body.get("mac"))}
+        if method == "POST" and parts == ["pods", "release"]:
+            for key in ("namespace", "name"):
+                if not isinstance(body.get(key), str) or not body[key]:
+                    raise ApiError(400, f"pods/release: {key}: required string, got {body.get(key)!r}")
+            with self.lock:
+                return self.store.release_pod(body["namespace"], body["name"])
+        if method == "GET" and parts[:1] == ["pods"] and len(parts) == 4 and parts[3] == "flows":
+            if self.flows is None:
+                raise ApiError(409, "this controller does not serve OpenFlow (--of-listen none)")
+            try:
+                wait = min(max(float(query.get("wait", 0)), 0.0), 60.0)
+            except ValueError:
+                raise ApiError(400, f"wait: {query.get('wait')!r} is not a number of seconds") from None
+            ready, reason = self.flows.wait_pod_ready(parts[1], parts[2], wait)
+            return {"ready": ready, "reason": reason}
         if method == "GET" and parts[:1] == ["flows"] and len(parts) == 2:
             return self._flows(parts[1], query)
         raise ApiError(404, f"unknown route {method} /v1/{'/'.join(parts)}")
@@ -140,6 +160,15 @@ class Api:
             for obj in intent.validate_all(self._documents(body), body.get("source", "")):
                 keys.append(obj.key)
         return keys
+
+
+def _is_ip(text: str) -> bool:
+    import netaddr
+    try:
+        netaddr.IPAddress(text)
+        return True
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return False
 
 
 class _Handler(http_server.BaseHTTPRequestHandler):

@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     controller_arguments(c)
     c.set_defaults(func=run_controller)
 
+    n = sub.add_parser("node", help="run the node daemon: br-int, pod plumbing for vpcnet-cni")
+    from vpcnet.cni.daemon import add_arguments as node_arguments, run as run_node
+    node_arguments(n)
+    n.set_defaults(func=run_node)
+
     a = sub.add_parser("apply", help="create or update objects from files (idempotent)")
     a.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - (repeatable)")
     a.set_defaults(func=cmd_apply)

@@ -68,7 +68,7 @@ class FlowEngine:
         self.topology: topology.Topology | None = None
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.idle = threading.Event()
+        self.passed = threading.Condition()      # notified after every worker pass
         self.generation = 0                      # bumped on every kick (tests wait for quiescence)
         self.done_generation = -1
         self.worker = threading.Thread(target=self._work, name="flow-engine", daemon=True)
@@ -165,7 +165,9 @@ class FlowEngine:
                 ok = False
             if ok:
                 self.done_generation = generation
-            else:
+            with self.passed:
+                self.passed.notify_all()
+            if not ok:
                 self.stopping.wait(1.0)   # back off, then try again
                 self.wake.set()
 
@@ -276,6 +278,36 @@ class FlowEngine:
                 LOG.error("%s: audit failed: %s", node, exc)
                 self.metrics.errors.labels(where="audit").inc()
         return out
+
+    # --- pod readiness (the CNI path answers ADD only once the pod's flows are on its bridge) ---
+    def pod_ready(self, namespace: str, name: str) -> tuple[bool, str]:
+        topo = self.topology
+        if topo is None:
+            return False, "the flow engine has not run yet"
+        pod = topo.cluster.find_pod(namespace, name)
+        if pod is None:
+            return False, "pod unknown to the flow engine (no address, node or subnet yet)"
+        if not topo.cluster.is_active(pod):
+            return False, f"port {pod.port_name} is not on node {pod.node}'s bridge (or the node is not connected)"
+        rec = self.reconcilers.get(pod.node)
+        if rec is None:
+            return False, f"node {pod.node}'s bridge is not connected"
+        want = compile_owner(topo.cluster, pod.node, pod.owner)
+        with rec.lock:
+            have = rec.installed.get(pod.owner, {})
+            ok = have == rec._rounded(want) and rec.cluster is topo.cluster
+        return (True, f"flows installed on {pod.node} (ofport {pod.ofport})") if ok else \
+            (False, f"flows for ofport {pod.ofport} not installed on {pod.node} yet")
+
+    def wait_pod_ready(self, namespace: str, name: str, timeout: float) -> tuple[bool, str]:
+        deadline = time.monotonic() + timeout
+        with self.passed:
+            while True:
+                ready, why = self.pod_ready(namespace, name)
+                left = deadline - time.monotonic()
+                if ready or left <= 0:
+                    return ready, why
+                self.passed.wait(min(left, 0.5))
 
     # --- introspection (API) -----------------------------------------------------------------
     def wait_idle(self, timeout: float = 30.0) -> bool:

@@ -24,6 +24,7 @@ L3VNI_RANGE = (50000, 59999)  # default L3VNI of a Vpc
 ZONE_RANGE = (1, 65536)        # VPC ids: conntrack zone + router MAC 0e:76:70:ff:<id>
 ANN_IP, ANN_MAC, ANN_SUBNET, ANN_POOL = ("vpcnet.io/ip_address", "vpcnet.io/mac_address",
                                          "vpcnet.io/subnet", "vpcnet.io/ip_pool")
+from vpcnet.app.intent.workload import ANN_ORIGIN  # noqa: E402  ("cni": released by CNI DEL)
 
 
 class StoreError(Exception):
@@ -534,7 +535,7 @@ class Store:
         row = self.row("Pod", namespace, name)
         if row is not None and _status(row).get("ips"):
             return _status(row)
-        annotations = dict(row.annotations) if row is not None else {}
+        annotations = dict(row.annotations) if row is not None else {ANN_ORIGIN: "cni"}
         spec = _spec(row) if row is not None else {}
         if node:
             spec["nodeName"] = node
@@ -550,6 +551,19 @@ class Store:
         except IpamError as exc:
             raise StoreError(f"{ref}: {exc}", exc.status) from exc
         return json.loads(commands[1].columns["status"])
+
+
+    def release_pod(self, namespace: str, name: str) -> dict:
+        """CNI DEL: a pod the CNI path created (nobody declared it) goes away with its sandbox and
+        its address is released (into quarantine). A declared pod keeps its address: its next
+        sandbox gets the same one."""
+        row = self.row("Pod", namespace, name)
+        if row is None:
+            return {"released": False, "reason": "unknown pod"}
+        if dict(row.annotations).get(ANN_ORIGIN) != "cni":
+            return {"released": False, "reason": "declared pod keeps its address"}
+        self.delete([("Pod", namespace, name)])
+        return {"released": True}
 
 
 class _DeleteRowsCommand(state_cmd.cmd.BaseCommand):

@@ -14,7 +14,7 @@ from .shared import SpecContext
 
 __all__ = [
     "VALIDATORS", "ANN_IP_ADDRESS", "ANN_MAC_ADDRESS", "ANN_SUBNET", "ANN_IP_POOL",
-    "ANN_SECURITY_GROUPS", "POD_ANNOTATIONS", "LEAF_DEFAULT_PORTS",
+    "ANN_SECURITY_GROUPS", "ANN_ORIGIN", "POD_ANNOTATIONS", "LEAF_DEFAULT_PORTS",
 ]
 
 ANN_PREFIX = "vpcnet.io/"
@@ -23,7 +23,8 @@ ANN_MAC_ADDRESS = "vpcnet.io/mac_address"
 ANN_SUBNET = "vpcnet.io/subnet"
 ANN_IP_POOL = "vpcnet.io/ip_pool"
 ANN_SECURITY_GROUPS = "vpcnet.io/security_groups"
-POD_ANNOTATIONS = (ANN_IP_ADDRESS, ANN_MAC_ADDRESS, ANN_SUBNET, ANN_IP_POOL, ANN_SECURITY_GROUPS)
+ANN_ORIGIN = "vpcnet.io/origin"   # set by the store: "cni" = created by the CNI path, released by CNI DEL
+POD_ANNOTATIONS = (ANN_IP_ADDRESS, ANN_MAC_ADDRESS, ANN_SUBNET, ANN_IP_POOL, ANN_SECURITY_GROUPS, ANN_ORIGIN)
 
 LEAF_DEFAULT_PORTS = {"netconf": 830, "vtep": 6640}
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
