@@ -154,8 +154,8 @@ class NodeDaemon:
                 self._teardown(rec, release=True)
                 raise
         timings["total"] = time.monotonic() - t0
-        LOG.info("ADD %s %s/%s -> %s in %.1f ms", req.container_id[:12], ns, name, status.get("ip"),
-                 timings["total"] * 1000)
+        LOG.info("ADD %s %s/%s -> %s in %.1f ms (%s)", req.container_id[:12], ns, name, status.get("ip"),
+                 timings["total"] * 1000, ", ".join(f"{k} {v * 1000:.1f}" for k, v in timings.items() if k != "total"))
         return result, timings
 
     def _result(self, req, port, status, cidrs, gateways) -> dict:
