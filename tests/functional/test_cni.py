@@ -161,3 +161,27 @@ def test_daemon_killed_mid_add_then_del_and_gc_clean_up(node):
             rc, out, err = node.cni("GC", ifname="", extra={"cni.dev/valid-attachments": []})
         assert rc == 0, (out, err)
         assert node.inventory() == baseline, command
+
+
+def test_daemon_restart_keeps_attachments_and_never_reissues(node):
+    baseline = node.inventory()
+    pods = []
+    for i in range(2):
+        netns = node.new_netns(f"rs{i}")
+        rc, out, err = node.cni("ADD", f"restart{i}" + "d" * 12, netns, pod=("trading", f"rs-{i}"))
+        assert rc == 0, (out, err)
+        pods.append((f"restart{i}" + "d" * 12, netns, out))
+    node.kill_daemon()
+    node.start_daemon()
+    for i, (cid, netns, out) in enumerate(pods):
+        rc, res, err = node.cni("CHECK", cid, netns, pod=("trading", f"rs-{i}"), extra={"prevResult": out})
+        assert rc == 0, (res, err)
+    netns = node.new_netns("rs-new")
+    rc, out, err = node.cni("ADD", "restartnew" + "d" * 12, netns, pod=("trading", "rs-new"))
+    assert rc == 0, (out, err)
+    assert result_ip(out) not in {result_ip(p[2]) for p in pods}
+    assert node.ping(netns, result_ip(pods[0][2]))
+    for i, (cid, netns_i, _) in enumerate(pods):
+        assert node.cni("DEL", cid, netns_i, pod=("trading", f"rs-{i}"))[0] == 0
+    assert node.cni("DEL", "restartnew" + "d" * 12, netns, pod=("trading", "rs-new"))[0] == 0
+    assert node.inventory() == baseline
