@@ -8,5 +8,6 @@ __version__ = "0.1.0"
 
 import warnings as _warnings
 
-# python-ovs imports eventlet's patcher, which warns at import time; os-ken runs on eventlet by design.
+# Some libraries (os-ken, ovsdbapp extras) import eventlet, which warns at import time; vpcnet
+# itself runs os-ken on native threads (see app/flowengine.py) and never uses eventlet.
 _warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated", category=Warning)

@@ -216,11 +216,13 @@ class _Handler(http_server.BaseHTTPRequestHandler):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128   # every node daemon's CNI ADDs land here in bursts
 
 
 class _TcpServer(socketserver.ThreadingMixIn, http_server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
 
 def parse_address(text: str) -> tuple[str, object]:
@@ -272,8 +274,11 @@ class Client:
         if self.kind == "unix":
             conn = http.client.HTTPConnection("localhost", timeout=self.timeout)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
+            # connect() on a non-blocking unix socket fails at once with EAGAIN when the
+            # server's backlog is full; a blocking connect waits for the accept instead.
+            sock.setblocking(True)
             sock.connect(self.where)
+            sock.settimeout(self.timeout)
             conn.sock = sock
             return conn
         host, port = self.where

@@ -61,6 +61,7 @@ class NodeDaemon:
 
     def stop(self) -> None:
         self.switch.stop()
+        plumbing.close()   # the persistent host-netns rtnetlink socket(s)
 
     # --- plumbing of requests -----------------------------------------------------------
     def lock(self, container_id: str) -> threading.Lock:
@@ -272,6 +273,7 @@ class NodeDaemon:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
 
 def _handler(daemon: NodeDaemon):
@@ -329,7 +331,22 @@ def install_cni(conf_dir: str, bin_dir: str, socket_path: str, name: str = "vpcn
     tmp.write_text(json.dumps(conflist, indent=2) + "\n")
     os.replace(tmp, conf)
     target = Path(bin_dir) / "vpcnet-cni"
-    script = f"#!{sys.executable}\nimport sys\nfrom vpcnet.cni.plugin import main\nsys.exit(main())\n"
+    # The plugin is exec'd per call and imports only the standard library and vpcnet.cni.spec,
+    # so it runs with `-I -S` (no site start-up: ~10 ms instead of ~50 ms) from a private
+    # directory that exposes just the vpcnet package.
+    lib = Path(bin_dir) / ".vpcnet-cni-lib"
+    lib.mkdir(exist_ok=True)
+    package = Path(__file__).resolve().parent.parent
+    link = lib / "vpcnet"
+    if not (link.is_symlink() and link.resolve() == package):
+        tmp_link = lib / "vpcnet.tmp"
+        if tmp_link.is_symlink():
+            tmp_link.unlink()
+        tmp_link.symlink_to(package, target_is_directory=True)
+        os.replace(tmp_link, link)
+    python = os.path.realpath(sys.executable)
+    script = (f"#!{python} -IS\nimport sys\nsys.path.insert(0, {str(lib)!r})\n"
+              f"from vpcnet.cni.plugin import main\nsys.exit(main())\n")
     tmp = target.with_suffix(".tmp")
     tmp.write_text(script)
     tmp.chmod(0o755)

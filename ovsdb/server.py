@@ -97,7 +97,15 @@ class EmbeddedOvsdbServer:
 
     def upgrade_schema(self) -> bool:
         """Convert the live database to the packaged schema if they differ. Returns True if converted."""
-        need = _run("ovsdb-client", "needs-conversion", self.remote, str(self.schema_path))
+        deadline = time.monotonic() + 10
+        while True:   # the socket file appears at bind(); the first connect may still be refused
+            try:
+                need = _run("ovsdb-client", "needs-conversion", self.remote, str(self.schema_path))
+                break
+            except OvsdbServerError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         if need.strip() == "yes":
             old = _run("ovsdb-client", "get-schema-version", self.remote, DB_NAME)
             _run("ovsdb-client", "convert", self.remote, str(self.schema_path), timeout=300)
