@@ -2,7 +2,9 @@
 
 No sockets, no clocks, no os-ken: standard library + netaddr only.
 
-* ``inputs``   VpcIn, SubnetIn, PodIn, NodeIn, ClusterIn (validated intent values)
+* ``inputs``   VpcIn, SubnetIn, PodIn, NodeIn, ClusterIn (validated intent values; new values
+               derived cheaply with ``with_pod``/``without_pod``/``with_node``/...)
+* ``pmap``     the persistent map behind ClusterIn's indexes
 * ``compile``  compile_node, compile_owner, owners_on_node, owners_affected, Change
 * ``model``    Flow, Match, actions, Group, Meter, FlowError
 * ``pipeline`` the table declaration (PIPELINE) and the checked flow builder

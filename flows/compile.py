@@ -17,28 +17,103 @@ present; a node change recomputes everything on that node. ``compile_owner`` ret
 set for an owner that is no longer present, which tells the reconciler to delete its flows.
 
 Cookies carry round 0; the reconciler ORs in its round (``cookies.with_round``).
+
+Cost (what keeps 5,000 nodes / 150,000 pods compilable, see bench/compile_bench.py). Flows
+are immutable values, so identical ones are built once and shared:
+* a pod's flows on the nodes where it is remote are the same everywhere (pod.py caches them
+  by pod value); every subnet flow but the flood one is the same on every node with the same
+  uplink port (subnet.py caches them); vpc and base flows likewise;
+* per VPC, the sorted (owner, flows) table of its VPC owner and its remote pods is kept in
+  ``ClusterIn.vpc_memo`` (dropped by ClusterIn when the VPC changes), and the merge of the
+  tables of a set of VPCs is kept per cluster value (nodes running the same VPCs share it), so
+  ``compile_node`` builds only what is node-specific: its own flow, its subnets' flood flows
+  and its local pods' flows;
+* ``compile_owner`` memoises, per cluster value, what it learned about an owner (the pod, its
+  shared flows, the nodes of its VPC), so a pod change recompiled on every node of its VPC
+  costs one set lookup per node.
+Every cache is keyed by the input values it was computed from: a result never depends on
+which path (compile_node, compile_owner, derived or rebuilt ClusterIn) computed it first.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 
+from . import pod as _pod_module, subnet as _subnet_module
 from .base import base_flows, node_flows
 from .cookies import owner_kind
 from .inputs import ClusterIn, PodIn
 from .model import Flow
-from .pod import pod_flows
+from .pod import local_pod_flows, shared_pod_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
 
 EMPTY: frozenset[Flow] = frozenset()
 
 
-def _vpc_owners(cluster: ClusterIn, vpc: str) -> set[str]:
+def clear_caches() -> None:
+    """Drop every value-keyed flow cache (tests and benchmarks; results never depend on them)."""
+    _pod_module.clear_cache()
+    _subnet_module.clear_cache()
+    vpc_flows.cache_clear()
+
+
+_by_owner = itemgetter(0)
+
+
+# --- per-VPC memo (ClusterIn.vpc_memo: dropped by ClusterIn when the VPC's slice changes) ---
+def _vpc_table(cluster: ClusterIn, vpc: str) -> tuple[tuple[str, frozenset[Flow]], ...]:
+    """(owner, flows) of ``vpc/<vpc>`` and of every active pod of the VPC *as seen from a node
+    where it is not local*, sorted by owner: identical on every node where the VPC is present."""
+    memo = cluster.vpc_memo(vpc)
+    table = memo.get("table")
+    if table is None:
+        v = cluster.vpc(vpc)
+        items = [(v.owner, vpc_flows(v))]
+        subnet = cluster.subnet
+        items += [(p.owner, shared_pod_flows(p, subnet(p.subnet), v)) for p in cluster.active_pods_of_vpc(vpc)]
+        items.sort(key=_by_owner)
+        table = memo["table"] = tuple(items)
+    return table
+
+
+MERGED_MAX = 256   # sets of VPCs whose merged table a cluster value keeps (~0.3 MB each at 3x1500 pods)
+
+
+def _merged_tables(cluster: ClusterIn, vpcs: frozenset[str]) -> dict[str, frozenset[Flow]]:
+    """owner -> flows for every owner of ``vpcs`` (subnet owners with a placeholder), in owner
+    order: what every node running exactly these VPCs shares. Kept per cluster value."""
+    memo = cluster.value_memo()
+    merged = memo.get(vpcs)
+    if merged is None:
+        items = []
+        for vpc in vpcs:
+            items += _vpc_table(cluster, vpc)
+            items += [(s.owner, EMPTY) for s in cluster.subnets_of(vpc)]
+        items.sort(key=_by_owner)
+        merged = dict(items)
+        n = memo.get(_MERGED_COUNT, 0)
+        if n < MERGED_MAX:
+            memo[vpcs] = merged
+            memo[_MERGED_COUNT] = n + 1
+    return merged
+
+
+_MERGED_COUNT = ("merged tables",)
+
+
+def _vpc_owners(cluster: ClusterIn, vpc: str) -> frozenset[str]:
     if cluster.find_vpc(vpc) is None:
-        return set()
-    return ({f"vpc/{vpc}"} | {s.owner for s in cluster.subnets_of(vpc)}
+        return frozenset()
+    memo = cluster.vpc_memo(vpc)
+    owners = memo.get("owners")
+    if owners is None:
+        owners = memo["owners"] = frozenset(
+            {f"vpc/{vpc}"} | {s.owner for s in cluster.subnets_of(vpc)}
             | {p.owner for p in cluster.active_pods_of_vpc(vpc)})
+    return owners
 
 
 def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
@@ -51,13 +126,56 @@ def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=1 << 16)
+def _parse_owner(owner: str) -> tuple[str, str, tuple[str, str]]:
+    """(kind, name, (namespace, pod name)); raises ValueError for a malformed owner."""
+    kind = owner_kind(owner)
+    name = owner.split("/", 1)[-1]
+    ns, _, pname = name.partition("/")
+    return kind, name, (ns, pname)
+
+
+def _owner_facts(cluster: ClusterIn, owner: str) -> tuple:
+    """What compile_owner needs about ``owner`` whatever the node: (kind, the pod if it is an
+    active pod, its shared flows, the nodes where its VPC is present). Memoised per cluster
+    value (ClusterIn.value_memo)."""
+    kind, _, key = _parse_owner(owner)
+    if kind != "pod":
+        return kind, None, EMPTY, EMPTY
+    pod = cluster.find_pod(*key)
+    if pod is None or not cluster.is_active(pod):
+        return kind, None, EMPTY, EMPTY
+    return (kind, pod, shared_pod_flows(pod, cluster.subnet(pod.subnet), cluster.vpc(pod.vpc), key),
+            cluster.nodes_with_vpc(pod.vpc))
+
+
 def compile_owner(cluster: ClusterIn, node: str, owner: str) -> frozenset[Flow]:
     """The flows ``owner`` has on ``node`` (empty if it has none there, or the node is unknown)."""
+    # The hot path of a pod change (one call per node of the pod's VPC) touches as little
+    # per-node state as it can: one lookup in the set of nodes where the pod's VPC is present
+    # (such a node is a known node), which stays in the CPU cache across the calls.
+    memo = cluster.__dict__.get("_value_memo") or cluster.value_memo()
+    hit = memo.get(owner)
+    if hit is None:
+        if cluster.find_node(node) is None:
+            return EMPTY
+        hit = memo[owner] = _owner_facts(cluster, owner)
+    kind, pod, shared, vpc_nodes = hit
+    if kind == "pod":
+        if node not in vpc_nodes:   # also: pod inactive (empty set)
+            return EMPTY
+        if pod.node == node:
+            return local_pod_flows(pod, cluster.subnet(pod.subnet), cluster.vpc(pod.vpc)) | shared
+        return shared
+    return _compile_other(cluster, node, owner)
+
+
+def _compile_other(cluster: ClusterIn, node: str, owner: str) -> frozenset[Flow]:
+    """compile_owner for the owners that are not pods (base, node, vpc, subnet, ...)."""
     nd = cluster.find_node(node)
     if nd is None:
         return EMPTY
-    kind = owner_kind(owner)
-    name = owner.split("/", 1)[-1]
+    kind, name, _ = _parse_owner(owner)
     present = cluster.vpcs_on_node(node)
     if kind == "base":
         return base_flows()
@@ -69,19 +187,30 @@ def compile_owner(cluster: ClusterIn, node: str, owner: str) -> frozenset[Flow]:
     if kind == "subnet":
         subnet = cluster.find_subnet(name)
         return subnet_flows(cluster, subnet, nd) if subnet is not None and subnet.vpc in present else EMPTY
-    if kind == "pod":
-        ns, _, pname = name.partition("/")
-        pod = cluster.find_pod(ns, pname)
-        if pod is None or not cluster.is_active(pod) or pod.vpc not in present:
-            return EMPTY
-        return pod_flows(cluster, pod, nd)
     return EMPTY  # features compiled elsewhere (policy, svc) own nothing here
 
 
 def compile_node(cluster: ClusterIn, node: str) -> dict[str, frozenset[Flow]]:
-    """Every flow of ``node``, grouped by owner. Raises KeyError for an unknown node."""
-    cluster.node(node)
-    return {owner: compile_owner(cluster, node, owner) for owner in sorted(owners_on_node(cluster, node))}
+    """Every flow of ``node``, grouped by owner (sorted). Raises KeyError for an unknown node.
+
+    Same result as ``compile_owner`` for every owner of ``owners_on_node``, assembled from the
+    per-VPC tables (shared by every node where the VPC is present) plus what is specific to this
+    node: its own flows, its subnets' flows (uplink, local ports) and its local pods.
+    """
+    nd = cluster.node(node)
+    present = cluster.vpcs_on_node(node)
+    # "base" < "node/..." < "pod/..." < "subnet/..." < "vpc/...": base and node first, then the
+    # sorted owners of the node's VPCs (merged once per set of VPCs), then node-specific values
+    # replace the placeholders in place (dict order is kept).
+    out = {"base": base_flows(), nd.owner: node_flows(nd)}
+    out.update(_merged_tables(cluster, present))
+    for vpc_name in present:
+        vpc = cluster.vpc(vpc_name)
+        for s in cluster.subnets_of(vpc_name):
+            out[s.owner] = subnet_flows(cluster, s, nd)
+            for p in cluster.local_pods(node, s.name):
+                out[p.owner] = local_pod_flows(p, s, vpc) | shared_pod_flows(p, s, vpc)
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +220,22 @@ class Change:
     before: ClusterIn
     after: ClusterIn
     owner: str
+
+
+# frozenset of node names (ClusterIn.nodes_with_vpc, shared by every value derived while the
+# VPC stays on the same nodes) -> the names sorted. Keyed by identity; holds the set alive.
+_sorted_cache: dict[int, tuple[frozenset, tuple[str, ...]]] = {}
+
+
+def _sorted_nodes(nodes: frozenset[str]) -> tuple[str, ...]:
+    hit = _sorted_cache.get(id(nodes))
+    if hit is not None and hit[0] is nodes:
+        return hit[1]
+    if len(_sorted_cache) >= 4096:
+        _sorted_cache.clear()
+    out = tuple(sorted(nodes))
+    _sorted_cache[id(nodes)] = (nodes, out)
+    return out
 
 
 def _pod_states(change: Change) -> list[tuple[ClusterIn, PodIn]]:
@@ -107,10 +252,9 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
     """node -> owners to recompute there with ``compile_owner(change.after, node, owner)``."""
     before, after = change.before, change.after
     kind = owner_kind(change.owner)
-    nodes = sorted({n.name for n in before.nodes} | {n.name for n in after.nodes})
     out: dict[str, set[str]] = defaultdict(set)
     if kind == "base":
-        for n in nodes:
+        for n in sorted({n.name for n in before.nodes} | {n.name for n in after.nodes}):
             out[n].add("base")
     elif kind == "node":
         n = change.owner.split("/", 1)[1]
@@ -122,16 +266,31 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
         else:
             vpcs = {c.find_subnet(name).vpc for c in (before, after) if c.find_subnet(name) is not None}
         for vpc in vpcs:
+            owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
             for n in before.nodes_with_vpc(vpc) | after.nodes_with_vpc(vpc):
-                out[n] |= _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
+                out[n] |= owners
     elif kind == "pod":
+        # Usually just the pod's own owner on every node of its VPC: all those nodes share one
+        # frozenset, and sets are built only for the few nodes that need more.
+        only = frozenset((change.owner,))
+        res: dict[str, frozenset[str]] = {}
         vpcs = set()
         for cluster, pod in _pod_states(change):
             vpcs.add(pod.vpc)
-            for n in cluster.nodes_with_vpc(pod.vpc):
-                out[n].add(pod.owner)
+            res.update(dict.fromkeys(cluster.nodes_with_vpc(pod.vpc), only))
             out[pod.node].add(f"subnet/{pod.subnet}")
         for vpc in vpcs:
-            for n in before.nodes_with_vpc(vpc) ^ after.nodes_with_vpc(vpc):
-                out[n] |= _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
+            nodes_before, nodes_after = before.nodes_with_vpc(vpc), after.nodes_with_vpc(vpc)
+            if nodes_before is not nodes_after and nodes_before != nodes_after:
+                owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
+                for n in nodes_before ^ nodes_after:
+                    out[n] |= owners
+        for n, extra in out.items():
+            res[n] = res.get(n, frozenset()) | extra
+        if len(vpcs) == 1:
+            vpc = next(iter(vpcs))
+            nodes = after.nodes_with_vpc(vpc) or before.nodes_with_vpc(vpc)
+            if res.keys() == nodes:   # the usual case: no need to sort the nodes again
+                return {n: res[n] for n in _sorted_nodes(nodes)}
+        return {n: res[n] for n in sorted(res) if res[n]}
     return {n: frozenset(o) for n, o in sorted(out.items()) if o}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from functools import lru_cache
 
 ROUND_SHIFT = 48
 FEATURE_SHIFT = 40
@@ -62,6 +63,7 @@ def feature_of_owner(owner: str) -> Feature:
     return OWNER_KIND_FEATURE[owner_kind(owner)]
 
 
+@lru_cache(maxsize=1 << 18)
 def owner_hash(owner: str) -> int:
     """Stable 32-bit hash of an owner string."""
     return int.from_bytes(hashlib.blake2b(owner.encode(), digest_size=4).digest(), "big")

@@ -65,6 +65,14 @@ class BitField:
             raise ValueError(f"{self.name}: unknown field space {self.space!r}")
         if not 0 <= self.start <= self.end < bits:
             raise ValueError(f"{self.name}: bad bit range [{self.start}..{self.end}] in {self.space}")
+        object.__setattr__(self, "_marks", {})   # eq() memo (not a field: no effect on eq/hash)
+        object.__setattr__(self, "_hash", hash((self.name, self.space, self.start, self.end, self.doc)))
+
+    def __hash__(self) -> int:   # hashed with every Load action: compute once
+        return self._hash
+
+    def __reduce__(self):        # rebuild (never carry a hash or memo across processes)
+        return (BitField, (self.name, self.space, self.start, self.end, self.doc))
 
     @property
     def width(self) -> int:
@@ -95,7 +103,14 @@ class BitField:
 
     def eq(self, value: int) -> "Mark":
         """A match/load term ``field == value`` (e.g. ``VPC_ID.eq(7)``)."""
-        return Mark(f"{self.name}={value}", self, self.check_value(value))
+        memo = self._marks
+        mark = memo.get(value) if type(value) is int else None
+        if mark is None:
+            mark = Mark(f"{self.name}={value}", self, self.check_value(value))
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[value] = mark
+        return mark
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class Mark:
 
     def __post_init__(self):
         self.field.check_value(self.value)
+        object.__setattr__(self, "_shifted", (self.value << self.field.start, self.field.mask))
 
     @property
     def space(self) -> str:
@@ -116,7 +132,7 @@ class Mark:
     @property
     def shifted(self) -> tuple[int, int]:
         """(value, mask) in place, as matched or set in the whole space."""
-        return self.value << self.field.start, self.field.mask
+        return self._shifted
 
 
 # --- reg0: packet classification -------------------------------------------------------------

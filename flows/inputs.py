@@ -11,13 +11,15 @@ is reserved: pod MACs may not use it.
 """
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Iterable
 
 import netaddr
 
 from .model import OFPP_MAX
+from .pmap import PMap
 
 ROUTER_MAC_PREFIX = "0e:76:70:ff"
 L3_MODES = ("distributed", "none")
@@ -44,12 +46,21 @@ def _int(obj, what: str, value, lo: int, hi: int) -> int:
 
 
 def _name(obj, what: str, value) -> str:
+    """A valid name, interned: 150,000 pods then share one string per node, subnet and VPC name
+    (less memory, and index lookups by those names match on identity)."""
     if not isinstance(value, str) or not value or "/" in value or value != value.strip():
         raise InputError(f"{obj}: {what}={value!r} must be a non-empty name without '/'")
-    return value
+    return sys.intern(value) if type(value) is str else value
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANON_V4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_CANON_MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 def _ip(obj, what: str, value) -> str:
+    if type(value) is str and _CANON_V4_RE.fullmatch(value):
+        return value   # already what str(netaddr.IPAddress(value)) prints
     try:
         return str(netaddr.IPAddress(value))
     except (netaddr.AddrFormatError, TypeError, ValueError):
@@ -80,7 +91,7 @@ class VpcIn:
     l3_mode: str = "distributed"   # "distributed": route between subnets; "none": no routing
 
     def __post_init__(self):
-        _name(f"vpc {self.name!r}", "name", self.name)
+        _set(self, "name", _name(f"vpc {self.name!r}", "name", self.name))
         _int(f"vpc {self.name}", "vpc_id", self.vpc_id, 1, 0xFFFF)
         _int(f"vpc {self.name}", "vni", self.vni, 1, (1 << 24) - 1)
         if self.l3_mode not in L3_MODES:
@@ -108,8 +119,8 @@ class SubnetIn:
 
     def __post_init__(self):
         me = f"subnet {self.name!r}"
-        _name(me, "name", self.name)
-        _name(me, "vpc", self.vpc)
+        _set(self, "name", _name(me, "name", self.name))
+        _set(self, "vpc", _name(me, "vpc", self.vpc))
         _set(self, "cidrs", tuple(_cidr(me, "cidrs", c) for c in _tuple(me, "cidrs", self.cidrs)))
         if not self.cidrs:
             raise InputError(f"{me}: cidrs must not be empty")
@@ -120,14 +131,21 @@ class SubnetIn:
         _int(me, "vlan", self.vlan, 1, 4094)
         _int(me, "subnet_id", self.subnet_id, 1, 0xFFFFFFFF)
         _set(self, "allow_subnets", tuple(sorted(set(_tuple(me, "allow_subnets", self.allow_subnets)))))
+        # (version, first, last) per CIDR, for contains() (not a field: no effect on eq/hash)
+        _set(self, "_ranges", tuple((n.version, n.first, n.last) for n in map(netaddr.IPNetwork, self.cidrs)))
 
     @property
     def owner(self) -> str:
         return f"subnet/{self.name}"
 
     def contains(self, ip: str) -> bool:
-        addr = netaddr.IPAddress(ip)
-        return any(addr in netaddr.IPNetwork(c) for c in self.cidrs)
+        if type(ip) is str and _CANON_V4_RE.fullmatch(ip):
+            a, b, c, d = ip.split(".")
+            version, value = 4, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        else:
+            addr = netaddr.IPAddress(ip)
+            version, value = addr.version, int(addr)
+        return any(v == version and first <= value <= last for v, first, last in self._ranges)
 
 
 @dataclass(frozen=True)
@@ -145,14 +163,17 @@ class PodIn:
     def __post_init__(self):
         me = f"pod {self.namespace}/{self.name}"
         for what in ("namespace", "name", "vpc", "subnet", "node"):
-            _name(me, what, getattr(self, what))
+            _set(self, what, _name(me, what, getattr(self, what)))
         _set(self, "ips", tuple(_ip(me, "ips", i) for i in _tuple(me, "ips", self.ips)))
-        try:
-            eui = netaddr.EUI(self.mac, dialect=netaddr.mac_unix_expanded)
-        except (netaddr.AddrFormatError, TypeError, ValueError):
-            raise InputError(f"{me}: bad mac {self.mac!r}") from None
-        mac = str(eui)
-        if int(eui) & (1 << 40) or mac.startswith(ROUTER_MAC_PREFIX):
+        if type(self.mac) is str and _CANON_MAC_RE.fullmatch(self.mac):
+            mac, multicast = self.mac, int(self.mac[:2], 16) & 1   # canonical already
+        else:
+            try:
+                eui = netaddr.EUI(self.mac, dialect=netaddr.mac_unix_expanded)
+            except (netaddr.AddrFormatError, TypeError, ValueError):
+                raise InputError(f"{me}: bad mac {self.mac!r}") from None
+            mac, multicast = str(eui), int(eui) & (1 << 40)
+        if multicast or mac.startswith(ROUTER_MAC_PREFIX):
             raise InputError(f"{me}: mac {mac} is multicast or in the reserved router range")
         _set(self, "mac", mac)
         if self.ofport is not None:
@@ -176,7 +197,7 @@ class NodeIn:
 
     def __post_init__(self):
         me = f"node {self.name!r}"
-        _name(me, "name", self.name)
+        _set(self, "name", _name(me, "name", self.name))
         _int(me, "datapath_id", self.datapath_id, 0, (1 << 64) - 1)
         _int(me, "uplink_ofport", self.uplink_ofport, 1, OFPP_MAX - 1)
 
@@ -195,35 +216,100 @@ def _index(items: Iterable, key, what: str) -> dict:
     return out
 
 
-@dataclass(frozen=True)
+def _pod_key(p: PodIn) -> tuple[str, str]:
+    return (p.namespace, p.name)
+
+
+class _PodName:
+    """``pod <namespace>/<name>`` for error messages, formatted only if one is raised."""
+
+    __slots__ = ("p",)
+
+    def __init__(self, p: PodIn):
+        self.p = p
+
+    def __format__(self, spec: str) -> str:
+        return f"pod {self.p.namespace}/{self.p.name}"
+
+
+def _claims(p: PodIn) -> list[tuple]:
+    """What a pod holds exclusively: its IPs in its VPC, its MAC in its subnet, its port on its node."""
+    out = [("ip", p.vpc, ip) for ip in p.ips]
+    out.append(("mac", p.subnet, p.mac))
+    if p.ofport is not None:
+        out.append(("port", p.node, p.ofport))
+    return out
+
+
+_DEL = PMap.DELETE
+_MISS = object()
+_NO_VPCS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, eq=False)
 class ClusterIn:
     """The whole intent, validated across objects, with lookup helpers.
 
     A pod is *active* when its port is wired (``ofport`` set) and its node is known; only
     active pods produce flows anywhere.
+
+    Values are immutable. Besides the constructor (which sorts, indexes and validates
+    everything), new values are derived cheaply from an old one: ``with_pod``/``without_pod``
+    (and the batch ``with_pods``/``without_pods``) validate only what the pods touch (subnet and
+    VPC membership, IP/MAC/ofport uniqueness) and share every untouched index with the old value
+    (the big indexes are persistent maps, see pmap.py), so one pod costs microseconds, not a
+    rebuild. ``with_node``/``without_node`` scan the pods once (no re-validation);
+    ``with_subnet``/``without_subnet``/``with_vpc``/``without_vpc`` rebuild through the
+    constructor. An invalid change raises InputError (naming the object and field) and leaves
+    the old value as it was. A derived value equals (``==``, same lookups, same compiled flows)
+    the value the constructor builds from the same objects.
+
+    ``pods`` is the sorted tuple of all pods; a derived value builds it on first access
+    (O(n log n)), so incremental users should stick to the lookups.
+
+    ``vpc_memo(vpc)`` is a dict for values derived from one VPC's *slice* (the VPC, its subnets,
+    its active pods; compile.py keeps its per-VPC flow tables there). A derived value shares the
+    memo of every VPC whose slice its change did not touch (their slices are identical).
     """
 
     vpcs: tuple[VpcIn, ...] = ()
     subnets: tuple[SubnetIn, ...] = ()
-    pods: tuple[PodIn, ...] = ()
+    pods: tuple[PodIn, ...] = field(default_factory=tuple)  # no class attribute: see __getattr__
     nodes: tuple[NodeIn, ...] = ()
-    _vpcs: dict = field(init=False, repr=False, compare=False, hash=False)
-    _subnets: dict = field(init=False, repr=False, compare=False, hash=False)
-    _pods: dict = field(init=False, repr=False, compare=False, hash=False)
-    _nodes: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         _set(self, "vpcs", tuple(sorted(self.vpcs, key=lambda v: v.name)))
         _set(self, "subnets", tuple(sorted(self.subnets, key=lambda s: s.name)))
-        _set(self, "pods", tuple(sorted(self.pods, key=lambda p: p.key)))
+        _set(self, "pods", tuple(sorted(self.pods, key=_pod_key)))
         _set(self, "nodes", tuple(sorted(self.nodes, key=lambda n: n.name)))
         _set(self, "_vpcs", _index(self.vpcs, lambda v: v.name, "vpc"))
         _set(self, "_subnets", _index(self.subnets, lambda s: s.name, "subnet"))
-        _set(self, "_pods", _index(self.pods, lambda p: p.key, "pod"))
+        pods = _index(self.pods, _pod_key, "pod")
         _set(self, "_nodes", _index(self.nodes, lambda n: n.name, "node"))
-        self._validate()
+        by_vpc: dict[str, list] = {}
+        for s in self.subnets:
+            by_vpc.setdefault(s.vpc, []).append(s)
+        _set(self, "_subnets_by_vpc", {k: tuple(v) for k, v in by_vpc.items()})
+        claims = self._validate()
+        _set(self, "_pods", PMap(pods))
+        _set(self, "_claims", PMap(claims))
+        active_by_vpc: dict[str, list] = {}
+        local: dict[str, dict[str, list]] = {}
+        vpcs_by_node: dict[str, set] = {}
+        nodes_by_vpc: dict[str, set] = {}
+        for p in self.pods:
+            if p.ofport is not None and p.node in self._nodes:
+                active_by_vpc.setdefault(p.vpc, []).append(p)
+                local.setdefault(p.node, {}).setdefault(p.subnet, []).append(p)
+                vpcs_by_node.setdefault(p.node, set()).add(p.vpc)
+                nodes_by_vpc.setdefault(p.vpc, set()).add(p.node)
+        _set(self, "_local", PMap({(n, s): tuple(ps) for n, d in local.items() for s, ps in d.items()}))
+        _set(self, "_vpcs_by_node", {n: frozenset(v) for n, v in vpcs_by_node.items()})
+        _set(self, "_nodes_by_vpc", {k: frozenset(v) for k, v in nodes_by_vpc.items()})
+        _set(self, "_memo", PMap({vpc: {"active": tuple(v)} for vpc, v in active_by_vpc.items()}))
+        _set(self, "_memo_new", {})
 
-    def _validate(self) -> None:
+    def _validate(self) -> dict:
         _index(self.vpcs, lambda v: v.vpc_id, "vpc_id")
         _index(self.subnets, lambda s: s.subnet_id, "subnet_id")
         _index(self.subnets, lambda s: s.vlan, "subnet vlan")
@@ -239,30 +325,60 @@ class ClusterIn:
                 for b, bn in nets[i + 1:]:
                     if a.version == b.version and (a.first <= b.last and b.first <= a.last):
                         raise InputError(f"vpc {vpc.name}: subnets {an} and {bn} overlap ({a}, {b})")
-        seen_ip: dict = {}
-        seen_mac: dict = {}
-        seen_port: dict = {}
+        claims: dict = {}
         for p in self.pods:
-            me = f"pod {p.namespace}/{p.name}"
-            s = self._subnets.get(p.subnet)
-            if s is None:
-                raise InputError(f"{me}: unknown subnet {p.subnet!r}")
-            if s.vpc != p.vpc:
-                raise InputError(f"{me}: subnet {p.subnet} belongs to vpc {s.vpc}, not {p.vpc}")
-            for ip in p.ips:
-                if not s.contains(ip) or ip in s.gateways:
-                    raise InputError(f"{me}: ip {ip} is outside subnet {s.name} or is its gateway")
-                other = seen_ip.setdefault((p.vpc, ip), p.key)
-                if other != p.key:
-                    raise InputError(f"{me}: ip {ip} already used by pod {'/'.join(other)} in vpc {p.vpc}")
-            other = seen_mac.setdefault((p.subnet, p.mac), p.key)
-            if other != p.key:
-                raise InputError(f"{me}: mac {p.mac} already used by pod {'/'.join(other)} in subnet {p.subnet}")
-            if p.ofport is not None:
-                other = seen_port.setdefault((p.node, p.ofport), p.key)
-                node = self._nodes.get(p.node)
-                if other != p.key or (node is not None and node.uplink_ofport == p.ofport):
-                    raise InputError(f"{me}: ofport {p.ofport} on node {p.node} is already in use")
+            self._check_pod(p, claims.get, self._nodes)
+            key = p.key
+            for c in _claims(p):
+                claims.setdefault(c, key)
+        return claims
+
+    def _check_pod(self, p: PodIn, holder, nodes: dict) -> None:
+        """Raise InputError unless ``p`` fits: its subnet and VPC, and no IP (per VPC), MAC (per
+        subnet) or ofport (per node, uplink included) of another pod. ``holder(claim)`` gives the
+        key of the pod holding a claim (see ``_claims``), or None."""
+        me = _PodName(p)
+        key = p.key
+        s = self._subnets.get(p.subnet)
+        if s is None:
+            raise InputError(f"{me}: unknown subnet {p.subnet!r}")
+        if s.vpc != p.vpc:
+            raise InputError(f"{me}: subnet {p.subnet} belongs to vpc {s.vpc}, not {p.vpc}")
+        for ip in p.ips:
+            if not s.contains(ip) or ip in s.gateways:
+                raise InputError(f"{me}: ip {ip} is outside subnet {s.name} or is its gateway")
+            other = holder(("ip", p.vpc, ip))
+            if other is not None and other != key:
+                raise InputError(f"{me}: ip {ip} already used by pod {'/'.join(other)} in vpc {p.vpc}")
+        other = holder(("mac", p.subnet, p.mac))
+        if other is not None and other != key:
+            raise InputError(f"{me}: mac {p.mac} already used by pod {'/'.join(other)} in subnet {p.subnet}")
+        if p.ofport is not None:
+            other = holder(("port", p.node, p.ofport))
+            node = nodes.get(p.node)
+            if (other is not None and other != key) or (node is not None and node.uplink_ofport == p.ofport):
+                raise InputError(f"{me}: ofport {p.ofport} on node {p.node} is already in use")
+
+    # --- value semantics ---
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: ``pods`` of a derived value, built on demand.
+        if name == "pods" and "_pods" in self.__dict__:
+            pods = tuple(sorted(self._pods.values(), key=_pod_key))
+            _set(self, "pods", pods)
+            return pods
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ClusterIn):
+            return NotImplemented
+        return (self is other or (self.vpcs == other.vpcs and self.subnets == other.subnets
+                                  and self.nodes == other.nodes and self._pods == other._pods))
+
+    def __hash__(self) -> int:
+        return hash((self.vpcs, self.subnets, self.pods, self.nodes))
+
+    def __reduce__(self):
+        return (ClusterIn, (self.vpcs, self.subnets, self.pods, self.nodes))
 
     # --- lookups ---
     def vpc(self, name: str) -> VpcIn:
@@ -292,50 +408,274 @@ class ClusterIn:
     def is_active(self, pod: PodIn) -> bool:
         return pod.ofport is not None and pod.node in self._nodes
 
-    @cached_property
-    def _subnets_by_vpc(self) -> dict[str, tuple[SubnetIn, ...]]:
-        out: dict[str, list] = {}
-        for s in self.subnets:
-            out.setdefault(s.vpc, []).append(s)
-        return {k: tuple(v) for k, v in out.items()}
-
-    @cached_property
-    def _active_by_vpc(self) -> dict[str, tuple[PodIn, ...]]:
-        out: dict[str, list] = {}
-        for p in self.pods:
-            if self.is_active(p):
-                out.setdefault(p.vpc, []).append(p)
-        return {k: tuple(v) for k, v in out.items()}
-
-    @cached_property
-    def _active_by_node_subnet(self) -> dict[tuple[str, str], tuple[PodIn, ...]]:
-        out: dict[tuple[str, str], list] = {}
-        for p in self.pods:
-            if self.is_active(p):
-                out.setdefault((p.node, p.subnet), []).append(p)
-        return {k: tuple(v) for k, v in out.items()}
-
-    @cached_property
-    def _vpcs_by_node(self) -> dict[str, frozenset[str]]:
-        out: dict[str, set] = {}
-        for p in self.pods:
-            if self.is_active(p):
-                out.setdefault(p.node, set()).add(p.vpc)
-        return {k: frozenset(v) for k, v in out.items()}
-
     def subnets_of(self, vpc: str) -> tuple[SubnetIn, ...]:
         return self._subnets_by_vpc.get(vpc, ())
 
     def active_pods_of_vpc(self, vpc: str) -> tuple[PodIn, ...]:
-        return self._active_by_vpc.get(vpc, ())
+        """Active pods of ``vpc``, sorted by (namespace, name)."""
+        nodes = self._nodes_by_vpc.get(vpc)
+        if not nodes:
+            return ()
+        memo = self.vpc_memo(vpc)
+        out = memo.get("active")
+        if out is None:   # gathered from the nodes running the VPC (once per value and VPC)
+            subnets = [s.name for s in self.subnets_of(vpc)]
+            pods = []
+            local = self._local
+            for n in nodes:
+                for s in subnets:
+                    pods += local.get((n, s), ())
+            out = memo["active"] = tuple(sorted(pods, key=_pod_key))
+        return out
 
     def local_pods(self, node: str, subnet: str) -> tuple[PodIn, ...]:
         """Active pods of ``subnet`` wired on ``node``, sorted by (namespace, name)."""
-        return self._active_by_node_subnet.get((node, subnet), ())
+        return self._local.get((node, subnet), ())
+
+    def local_pods_by_subnet(self, node: str) -> dict[str, tuple[PodIn, ...]]:
+        """subnet -> ``local_pods(node, subnet)`` for every subnet with an active pod on ``node``."""
+        out = {}
+        for vpc in self.vpcs_on_node(node):
+            for s in self.subnets_of(vpc):
+                pods = self._local.get((node, s.name))
+                if pods:
+                    out[s.name] = pods
+        return out
 
     def vpcs_on_node(self, node: str) -> frozenset[str]:
         """VPCs with at least one active pod on ``node`` (only these get flows there)."""
-        return self._vpcs_by_node.get(node, frozenset())
+        return self._vpcs_by_node.get(node, _NO_VPCS)
 
     def nodes_with_vpc(self, vpc: str) -> frozenset[str]:
-        return frozenset(p.node for p in self.active_pods_of_vpc(vpc))
+        return self._nodes_by_vpc.get(vpc, _NO_VPCS)
+
+    def value_memo(self) -> dict:
+        """Scratch dict for values derived from this whole cluster value (never shared with a
+        derived value)."""
+        m = self.__dict__.get("_value_memo")
+        if m is None:
+            m = {}
+            _set(self, "_value_memo", m)
+        return m
+
+    def vpc_memo(self, vpc: str) -> dict:
+        """Scratch dict for values derived from ``vpc``'s slice only (see the class docstring)."""
+        m = self._memo_new.get(vpc)
+        if m is None:
+            m = self._memo.get(vpc)
+            if m is None:
+                m = self._memo_new[vpc] = {}
+        return m
+
+    def _shared_memo(self) -> PMap:
+        """Every VPC memo of this value as one persistent map (what derived values start from).
+        Memos created since the last call are folded in (a cache update, not a value change)."""
+        if self._memo_new:
+            _set(self, "_memo", self._memo.evolve(self._memo_new))
+            _set(self, "_memo_new", {})
+        return self._memo
+
+    # --- derived values ---
+    def with_pod(self, pod: PodIn) -> "ClusterIn":
+        """This cluster with ``pod`` added, or replacing the pod with the same namespace/name."""
+        return self.with_pods((pod,))
+
+    def with_pods(self, pods: Iterable[PodIn]) -> "ClusterIn":
+        """This cluster with every pod of ``pods`` added or replacing its namesake (applied in
+        order; two pods of one batch must not share a namespace/name)."""
+        pods = tuple(pods)
+        for p in pods:
+            if not isinstance(p, PodIn):
+                raise InputError(f"with_pods: {p!r} is not a PodIn")
+        seen: set = set()
+        for p in pods:
+            if p.key in seen:
+                raise InputError(f"duplicate pod {p.key!r}")
+            seen.add(p.key)
+        changed = [p for p in pods if self._pods.get(p.key) != p]
+        if not changed:
+            return self
+        return self._derive([p.key for p in changed if p.key in self._pods], changed)
+
+    def without_pod(self, namespace: str, name: str, *, missing_ok: bool = False) -> "ClusterIn":
+        """This cluster without the pod ``namespace/name`` (KeyError if absent, unless missing_ok)."""
+        return self.without_pods([(namespace, name)], missing_ok=missing_ok)
+
+    def without_pods(self, keys: Iterable[tuple[str, str]], *, missing_ok: bool = False) -> "ClusterIn":
+        """This cluster without the pods ``(namespace, name)`` of ``keys``."""
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        missing = [k for k in keys if k not in self._pods]
+        if missing and not missing_ok:
+            raise KeyError(f"no pod {'/'.join(missing[0])}")
+        keys = [k for k in keys if k in self._pods]
+        return self._derive(keys, ()) if keys else self
+
+    def with_node(self, node: NodeIn) -> "ClusterIn":
+        """This cluster with ``node`` added or replacing its namesake. Replacing only checks the
+        uplink port against the node's pods; adding activates the wired pods already scheduled
+        there (one scan of the pods, no re-validation)."""
+        if not isinstance(node, NodeIn):
+            raise InputError(f"with_node: {node!r} is not a NodeIn")
+        old = self._nodes.get(node.name)
+        if old == node:
+            return self
+        nodes = dict(self._nodes)
+        nodes[node.name] = node
+        ordered = tuple(sorted(nodes.values(), key=lambda n: n.name))
+        if old is not None:
+            other = self._claims.get(("port", node.name, node.uplink_ofport))
+            if other is not None:
+                raise InputError(f"pod {'/'.join(other)}: ofport {node.uplink_ofport} on node {node.name} "
+                                 f"is already in use")
+            new = self._clone()
+            _set(new, "nodes", ordered)
+            _set(new, "_nodes", nodes)
+            _set(new, "_memo", self._shared_memo())   # per-VPC values do not depend on node values
+            _set(new, "_memo_new", {})
+            return new
+        on_node = [p for p in self._pods.values() if p.node == node.name]
+        return self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+
+    def without_node(self, name: str, *, missing_ok: bool = False) -> "ClusterIn":
+        """This cluster without node ``name``; its pods stay, inactive, until they move."""
+        if name not in self._nodes:
+            if missing_ok:
+                return self
+            raise KeyError(f"no node {name}")
+        nodes = {k: v for k, v in self._nodes.items() if k != name}
+        ordered = tuple(n for n in self.nodes if n.name != name)
+        on_node = [p for p in self._pods.values() if p.node == name]
+        return self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+
+    def with_subnet(self, subnet: SubnetIn) -> "ClusterIn":
+        """This cluster with ``subnet`` added or replacing its namesake (rebuilt and re-validated)."""
+        old = self._subnets.get(subnet.name)
+        if old == subnet:
+            return self
+        subnets = [s for s in self.subnets if s.name != subnet.name] + [subnet]
+        touched = {subnet.vpc} | ({old.vpc} if old is not None else set())
+        return self._rebuild(self.vpcs, subnets, self.nodes, touched)
+
+    def without_subnet(self, name: str) -> "ClusterIn":
+        """This cluster without subnet ``name`` (rebuilt; InputError if a pod still uses it)."""
+        old = self.subnet(name)
+        return self._rebuild(self.vpcs, [s for s in self.subnets if s.name != name], self.nodes, {old.vpc})
+
+    def with_vpc(self, vpc: VpcIn) -> "ClusterIn":
+        """This cluster with ``vpc`` added or replacing its namesake (rebuilt and re-validated)."""
+        if self._vpcs.get(vpc.name) == vpc:
+            return self
+        return self._rebuild([v for v in self.vpcs if v.name != vpc.name] + [vpc], self.subnets, self.nodes,
+                             {vpc.name})
+
+    def without_vpc(self, name: str) -> "ClusterIn":
+        """This cluster without VPC ``name`` (rebuilt; InputError if a subnet still uses it)."""
+        self.vpc(name)
+        return self._rebuild([v for v in self.vpcs if v.name != name], self.subnets, self.nodes, {name})
+
+    # --- derivation internals ---
+    def _rebuild(self, vpcs, subnets, nodes, touched: set[str]) -> "ClusterIn":
+        new = ClusterIn(tuple(vpcs), tuple(subnets), self.pods, tuple(nodes))
+        _set(new, "_memo", new._memo.evolve({v: m for v, m in self._shared_memo().items() if v not in touched}))
+        return new
+
+    def _clone(self) -> "ClusterIn":
+        new = object.__new__(ClusterIn)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_value_memo", None)
+        return new
+
+    def _derive(self, removes: Iterable[tuple[str, str]], adds: Iterable[PodIn], *,
+                nodes: dict | None = None, ordered_nodes: tuple | None = None) -> "ClusterIn":
+        """Remove the pods ``removes`` (activity judged with the current nodes), then add ``adds``
+        (validated against what remains, activity judged with ``nodes``), sharing the rest."""
+        new_nodes = self._nodes if nodes is None else nodes
+        pods_ch: dict = {}
+        claims_ch: dict = {}
+
+        def lookup(pmap: PMap, changes: dict):
+            def get(k):
+                v = changes.get(k, _MISS)
+                if v is _MISS:
+                    return pmap.get(k)
+                return None if v is _DEL else v
+            return get
+
+        pod_of, holder = lookup(self._pods, pods_ch), lookup(self._claims, claims_ch)
+        local_ch: dict[tuple[str, str], tuple] = {}    # (node, subnet) -> its new local pods
+        touched_nv: set[tuple[str, str]] = set()       # (node, vpc) whose presence may change
+        added_nv: set[tuple[str, str]] = set()         # (node, vpc) that got an active pod
+        touched_vpcs: set[str] = set()
+
+        def local(n: str, s: str) -> tuple:
+            v = local_ch.get((n, s))
+            return self._local.get((n, s), ()) if v is None else v
+
+        for key in removes:
+            old = pod_of(key)
+            if old is None:
+                raise KeyError(f"no pod {'/'.join(key)}")
+            pods_ch[key] = _DEL
+            for c in _claims(old):   # a pod holds all its claims (checked when it came in)
+                claims_ch[c] = _DEL
+            touched_vpcs.add(old.vpc)
+            if old.ofport is not None and old.node in self._nodes:
+                local_ch[(old.node, old.subnet)] = tuple(p for p in local(old.node, old.subnet) if p.key != key)
+                touched_nv.add((old.node, old.vpc))
+
+        for p in adds:
+            key = p.key
+            if pod_of(key) is not None:
+                raise InputError(f"duplicate pod {key!r}")
+            self._check_pod(p, holder, new_nodes)
+            pods_ch[key] = p
+            for c in _claims(p):     # free, or already this pod's (_check_pod)
+                claims_ch[c] = key
+            touched_vpcs.add(p.vpc)
+            if p.ofport is not None and p.node in new_nodes:
+                local_ch[(p.node, p.subnet)] = tuple(sorted(local(p.node, p.subnet) + (p,), key=_pod_key))
+                touched_nv.add((p.node, p.vpc))
+                added_nv.add((p.node, p.vpc))
+
+        new = self._clone()
+        new.__dict__.pop("pods", None)              # rebuilt on demand (see __getattr__)
+        if nodes is not None:
+            _set(new, "_nodes", nodes)
+            _set(new, "nodes", ordered_nodes)
+        _set(new, "_pods", self._pods.evolve(pods_ch))
+        _set(new, "_claims", self._claims.evolve(claims_ch))
+
+        _set(new, "_local", self._local.evolve({k: v if v else _DEL for k, v in local_ch.items()}))
+
+        vbn_ch: dict[str, frozenset] = {}
+        nbv: dict | None = None
+        for node, vpc in touched_nv:
+            present = (node, vpc) in added_nv or any(local(node, s.name) for s in self.subnets_of(vpc))
+            cur = vbn_ch.get(node)
+            if cur is None:
+                cur = self._vpcs_by_node.get(node, _NO_VPCS)
+            if present == (vpc in cur):
+                continue
+            vbn_ch[node] = cur | {vpc} if present else cur - {vpc}
+            if nbv is None:
+                nbv = dict(self._nodes_by_vpc)
+            nodes_v = nbv.get(vpc, _NO_VPCS)
+            nodes_v = nodes_v | {node} if present else nodes_v - {node}
+            if nodes_v:
+                nbv[vpc] = nodes_v
+            else:
+                nbv.pop(vpc, None)
+        if vbn_ch:
+            vbn = dict(self._vpcs_by_node)
+            for n, v in vbn_ch.items():
+                if v:
+                    vbn[n] = v
+                else:
+                    vbn.pop(n, None)
+            _set(new, "_vpcs_by_node", vbn)
+        if nbv is not None:
+            _set(new, "_nodes_by_vpc", nbv)
+        _set(new, "_memo", self._shared_memo().evolve(dict.fromkeys(touched_vpcs, _DEL)))
+        _set(new, "_memo_new", {})
+        return new
+

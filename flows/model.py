@@ -13,7 +13,9 @@ the same thing are equal and hash alike.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Union
 
 import netaddr
@@ -120,20 +122,43 @@ SCTP6 = Proto("sctp6", ETH_IPV6, IPPROTO_SCTP)
 PROTOS = {(p.dl_type, p.nw_proto): p for p in (IP, IPV6, ARP, ICMP, TCP, UDP, SCTP, ICMP6, TCP6, UDP6, SCTP6)}
 
 
+# Canonical text is what the netaddr round trip prints; inputs already in that form (the
+# normal case: PodIn/SubnetIn values are canonical) skip the round trip, others are memoised.
+_CANON_MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANON_V4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_V4_OR_PREFIX_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?")
+
+
 def ip_proto(address: str, v4: Proto = IP, v6: Proto = IPV6) -> Proto:
     """The protocol shorthand for an address or prefix: IP for IPv4, IPV6 for IPv6."""
+    if type(address) is str and _V4_OR_PREFIX_RE.fullmatch(address):
+        return v4
     return v4 if netaddr.IPNetwork(address).version == 4 else v6
 
 
-def canon_mac(value: Any, what: str = "MAC") -> str:
+def _canon_mac_slow(value: Any, what: str) -> str:
     try:
         return str(netaddr.EUI(value, dialect=netaddr.mac_unix_expanded))
     except (netaddr.AddrFormatError, TypeError, ValueError) as exc:
         raise FlowError(f"{what}: bad MAC {value!r}") from exc
 
 
-def canon_ip(value: Any, version: int, what: str = "address", prefix_ok: bool = True) -> str:
-    """'10.0.0.5' (host) or '10.0.0.0/24' (prefix, host bits must be zero)."""
+@lru_cache(maxsize=1 << 14)
+def _canon_mac_memo(value: Any) -> str:
+    return _canon_mac_slow(value, "MAC")
+
+
+def canon_mac(value: Any, what: str = "MAC") -> str:
+    if type(value) is str and _CANON_MAC_RE.fullmatch(value):
+        return value
+    try:
+        return _canon_mac_memo(value)
+    except (FlowError, TypeError):  # unhashable or bad: redo it to name ``what`` in the error
+        return _canon_mac_slow(value, what)
+
+
+def _canon_ip_slow(value: Any, version: int, what: str, prefix_ok: bool) -> str:
     try:
         net = netaddr.IPNetwork(str(value))
     except (netaddr.AddrFormatError, TypeError, ValueError) as exc:
@@ -148,6 +173,21 @@ def canon_ip(value: Any, version: int, what: str = "address", prefix_ok: bool = 
     if net.ip != net.network:
         raise FlowError(f"{what}: {value!r} has host bits set")
     return f"{net.network}/{net.prefixlen}"
+
+
+@lru_cache(maxsize=1 << 16)
+def _canon_ip_memo(text: str, version: int, prefix_ok: bool) -> str:
+    return _canon_ip_slow(text, version, "address", prefix_ok)
+
+
+def canon_ip(value: Any, version: int, what: str = "address", prefix_ok: bool = True) -> str:
+    """'10.0.0.5' (host) or '10.0.0.0/24' (prefix, host bits must be zero)."""
+    if version == 4 and type(value) is str and _CANON_V4_RE.fullmatch(value):
+        return value
+    try:
+        return _canon_ip_memo(str(value), version, prefix_ok)
+    except FlowError:  # redo it to name ``what`` and the original value in the error
+        return _canon_ip_slow(value, version, what, prefix_ok)
 
 
 CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")
@@ -212,6 +252,57 @@ def _canon_value(spec: FieldSpec, value: Any):
 
 
 MatchPart = Union["Match", Proto, Mark, tuple, Mapping]
+_PLAIN_INT_LIMIT = {name: 1 << spec.bits for name, spec in MATCH_FIELDS.items() if spec.kind == "int"}
+_MASKABLE_INT = frozenset(name for name, spec in MATCH_FIELDS.items() if spec.kind == "int" and spec.maskable)
+_FIELD_PREREQ = {name: _PREREQS[spec.prereq] for name, spec in MATCH_FIELDS.items() if spec.prereq}
+_MISSING = object()
+_K_INT, _K_MAC, _K_V4, _K_PORT, _K_OTHER = range(5)
+_FAST_KIND = {name: {"int": _K_INT, "mac": _K_MAC, "ipv4": _K_V4, "port": _K_PORT}.get(spec.kind, _K_OTHER)
+              for name, spec in MATCH_FIELDS.items()}
+# field names in given order -> (canonical order, ((name, prereq) to check, in canonical order),
+# whether the given order is already canonical)
+_PLANS: dict[tuple, tuple] = {}
+
+
+def _plan(names: tuple) -> tuple:
+    order = tuple(sorted(names, key=FIELD_ORDER.__getitem__))
+    plan = (order, tuple((n, _FIELD_PREREQ[n]) for n in order if n in _FIELD_PREREQ), order == names)
+    if len(_PLANS) < 4096:
+        _PLANS[names] = plan
+    return plan
+
+
+def _canon_field(k: str, v: Any):
+    """_canon_value(MATCH_FIELDS[k], v), with fast paths for values already canonical."""
+    kind = _FAST_KIND[k]
+    tv = type(v)
+    if kind == _K_INT:
+        if tv is int and 0 <= v < _PLAIN_INT_LIMIT[k]:
+            return v
+        if tv is tuple and len(v) == 2 and k in _MASKABLE_INT:
+            a, b = v
+            limit = _PLAIN_INT_LIMIT[k]
+            if type(a) is int and type(b) is int and 0 <= a < limit and 0 <= b < limit and not a & ~b:
+                return a if b == limit - 1 else (a, b)
+    elif tv is str:
+        if (kind == _K_MAC and _CANON_MAC_RE.fullmatch(v)) or (kind == _K_V4 and _CANON_V4_RE.fullmatch(v)):
+            return v
+    elif kind == _K_PORT and tv is int and 0 < v < OFPP_MAX:
+        return v
+    return _canon_value(MATCH_FIELDS[k], v)
+
+
+# Fields whose values other fields' prerequisites look at (see _PREREQS).
+_PREREQ_INPUTS = frozenset({"dl_type", "nw_proto", "icmp_type"})
+
+
+def _put(raw: dict, name: str, value: Any) -> None:
+    if name not in MATCH_FIELDS:
+        raise FlowError(f"unknown match field {name!r}")
+    old = raw.get(name, _MISSING)
+    if old is not _MISSING and old != value:
+        raise FlowError(f"match field {name!r} given twice ({old!r} and {value!r})")
+    raw[name] = value
 
 
 class Match(Mapping):
@@ -221,42 +312,39 @@ class Match(Mapping):
     shorthands, Marks (merged per register), ``(name, value)`` pairs, mappings or Matches.
     """
 
-    __slots__ = ("_items", "_dict", "_hash")
+    __slots__ = ("_dict", "_hash")   # _dict: canonical field order; one dict per match, no item tuples
 
     def __init__(self, *parts: MatchPart, **fields: Any):
         raw: dict[str, Any] = {}
         masked: dict[str, tuple[int, int]] = {}  # register-like spaces assembled from Marks
-
-        def put(name: str, value: Any) -> None:
-            if name not in MATCH_FIELDS:
-                raise FlowError(f"unknown match field {name!r}")
-            if name in raw and raw[name] != value:
-                raise FlowError(f"match field {name!r} given twice ({raw[name]!r} and {value!r})")
-            raw[name] = value
-
-        def put_mark(mark: Mark) -> None:
-            val, mask = mark.shifted
-            old_v, old_m = masked.get(mark.space, (0, 0))
-            if (old_v ^ val) & old_m & mask:
-                raise FlowError(f"conflicting matches on {mark.space}: {mark.name}")
-            masked[mark.space] = (old_v | val, old_m | mask)
-
         for part in parts:
-            if isinstance(part, Proto):
-                put("dl_type", part.dl_type)
+            tp = type(part)
+            if tp is Mark or (tp is not Proto and tp is not Match and isinstance(part, Mark)):
+                val, mask = part.shifted
+                space = part.field.space
+                old_v, old_m = masked.get(space, (0, 0))
+                if (old_v ^ val) & old_m & mask:
+                    raise FlowError(f"conflicting matches on {space}: {part.name}")
+                masked[space] = (old_v | val, old_m | mask)
+            elif tp is Proto or (tp is not Match and isinstance(part, Proto)):
+                _put(raw, "dl_type", part.dl_type)
                 if part.nw_proto is not None:
-                    put("nw_proto", part.nw_proto)
-            elif isinstance(part, Mark):
-                put_mark(part)
+                    _put(raw, "nw_proto", part.nw_proto)
+            elif tp is Match:
+                for k, v in part._dict.items():
+                    _put(raw, k, v)
             elif isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], str):
-                put(*part)
+                _put(raw, *part)
             elif isinstance(part, Mapping):
                 for k, v in part.items():
-                    put(k, v)
+                    _put(raw, k, v)
             else:
                 raise FlowError(f"bad match part {part!r}")
         for k, v in fields.items():
-            put(k, v)
+            if k in raw or k not in MATCH_FIELDS:
+                _put(raw, k, v)
+            else:
+                raw[k] = v
         for space, (v, m) in masked.items():
             if space in raw:
                 rv, rm = raw[space] if isinstance(raw[space], tuple) else (raw[space], (1 << SPACE_BITS[space]) - 1)
@@ -264,44 +352,75 @@ class Match(Mapping):
                     raise FlowError(f"conflicting matches on {space}")
                 v, m = v | rv, m | rm
             raw[space] = (v, m)
-        canon = {k: _canon_value(MATCH_FIELDS[k], v) for k, v in raw.items()}
-        items = tuple(sorted(canon.items(), key=lambda kv: FIELD_ORDER[kv[0]]))
-        for name, _ in items:
-            prereq = MATCH_FIELDS[name].prereq
-            if prereq and not _PREREQS[prereq][1](canon):
-                raise FlowError(f"match field {name!r} requires {_PREREQS[prereq][0]} in the match")
-        object.__setattr__(self, "_items", items)
-        object.__setattr__(self, "_dict", dict(items))
-        object.__setattr__(self, "_hash", hash(items))
+        canon = {k: _canon_field(k, v) for k, v in raw.items()}
+        names = tuple(canon)
+        plan = _PLANS.get(names)
+        if plan is None:
+            plan = _plan(names)
+        order, prereqs, in_order = plan
+        for name, prereq in prereqs:
+            if not prereq[1](canon):
+                raise FlowError(f"match field {name!r} requires {prereq[0]} in the match")
+        if not in_order:
+            canon = {k: canon[k] for k in order}
+            names = order
+        object.__setattr__(self, "_dict", canon)
+        object.__setattr__(self, "_hash", hash((names, tuple(canon.values()))))
 
     def __setattr__(self, name, value):
         raise AttributeError("Match is immutable")
+
+    def __reduce__(self):
+        return (Match, (dict(self._dict),))
 
     def __getitem__(self, key: str):
         return self._dict[key]
 
     def __iter__(self):
-        return (k for k, _ in self._items)
+        return iter(self._dict)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._dict)
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Match):
-            return self._items == other._items
+            # equal canonical dicts have the same (canonical) order too
+            return self._hash == other._hash and self._dict == other._dict
         return NotImplemented
 
     def __repr__(self) -> str:
-        return "Match(" + ", ".join(f"{k}={v!r}" for k, v in self._items) + ")"
+        return "Match(" + ", ".join(f"{k}={v!r}" for k, v in self._dict.items()) + ")"
+
+    # Mapping's generic get/contains go through __getitem__ and KeyError: delegate instead.
+    def get(self, key: str, default=None):
+        return self._dict.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self._dict
 
     def satisfies(self, prereq: str) -> bool:
         return _PREREQS[prereq][1](self._dict)
 
     def with_(self, *parts: MatchPart, **fields: Any) -> "Match":
         return Match(self, *parts, **fields)
+
+    def with_values(self, **fields: Any) -> "Match":
+        """This match with new values for fields it already has: equal to building the match
+        again with those values, but cheap (only the new values are canonicalised; the field
+        set, its order and the prerequisites, which depend only on dl_type, nw_proto and
+        icmp_type, stay valid). Feature code uses it to stamp out per-pod matches."""
+        d = dict(self._dict)
+        for k, v in fields.items():
+            if k not in d or k in _PREREQ_INPUTS:
+                return Match({**self._dict, **fields})   # not a pure value change: the full path
+            d[k] = _canon_field(k, v)
+        m = object.__new__(Match)
+        object.__setattr__(m, "_dict", d)
+        object.__setattr__(m, "_hash", hash((tuple(d), tuple(d.values()))))
+        return m
 
 
 EMPTY_MATCH = Match()
@@ -311,6 +430,7 @@ EMPTY_MATCH = Match()
 class Action:
     """Base of every action value. Subclasses are frozen dataclasses."""
 
+    __slots__ = ()   # actions are small frozen slotted dataclasses: flows hold millions of them
     prereq: str | None = None
 
     def prereqs(self) -> tuple[str, ...]:
@@ -336,16 +456,20 @@ SET_FIELDS: dict[str, tuple[str, int, str, str | None]] = {
 }
 
 
+_SET_INT_SPECS = {name: FieldSpec(name, "int", bits) for name, (_, bits, kind, _) in SET_FIELDS.items()
+                  if kind == "int"}
+
+
 def _canon_set_value(field: str, value: Any):
     _, bits, kind, _ = SET_FIELDS[field]
     if kind == "mac":
         return canon_mac(value, field)
     if kind in ("ipv4", "ipv6"):
         return canon_ip(value, 4 if kind == "ipv4" else 6, field, prefix_ok=False)
-    return _canon_int(FieldSpec(field, "int", bits), value)
+    return _canon_int(_SET_INT_SPECS[field], value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output(Action):
     """output:N, IN_PORT, LOCAL or output:NXM_NX_REG3[] (port taken from a BitField)."""
 
@@ -359,7 +483,7 @@ class Output(Action):
             raise FlowError(f"output: bad port {p!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetField(Action):
     field: str
     value: int | str
@@ -370,8 +494,7 @@ class SetField(Action):
         object.__setattr__(self, "value", _canon_set_value(self.field, self.value))
 
     def prereqs(self):
-        p = SET_FIELDS[self.field][3]
-        return (p,) if p else ()
+        return _SET_PREREQS[self.field]
 
 
 def set_vlan_vid(vid: int) -> SetField:
@@ -381,7 +504,7 @@ def set_vlan_vid(vid: int) -> SetField:
     return SetField("vlan_vid", VLAN_PRESENT | vid)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Load(Action):
     """Write ``value`` into a BitField (a register, ct_mark, ct_label or metadata sub-field)."""
 
@@ -399,7 +522,7 @@ class Load(Action):
         return cls(mark.field, mark.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Move(Action):
     """move:SRC->DST; each side is a SET_FIELDS name or a BitField."""
 
@@ -419,18 +542,25 @@ class Move(Action):
             raise FlowError(f"move: width mismatch {self.src!r} ({widths[0]}) -> {self.dst!r} ({widths[1]})")
 
     def prereqs(self):
+        if type(self.src) is str and type(self.dst) is str:
+            return _MOVE_PREREQS[(self.src, self.dst)]
         return tuple(SET_FIELDS[s][3] for s in (self.src, self.dst)
                      if isinstance(s, str) and SET_FIELDS[s][3])
 
 
-@dataclass(frozen=True)
+_SET_PREREQS = {f: ((p,) if p else ()) for f, (_, _, _, p) in SET_FIELDS.items()}
+_MOVE_PREREQS = {(a, b): tuple(p for p in (SET_FIELDS[a][3], SET_FIELDS[b][3]) if p)
+                 for a in SET_FIELDS for b in SET_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
 class Goto(Action):
     """goto_table: must be the last action; only forward, to a declared next table."""
 
     table: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resubmit(Action):
     """resubmit(,table): only for jumps the pipeline declares (e.g. backward re-entry)."""
 
@@ -457,7 +587,7 @@ class Nat:
             raise FlowError(f"nat: bad port {self.port}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ct(Action):
     """ct(commit,zone=..,table=..,nat(..),exec(..)). ``table`` recirculates (forward only)."""
 
@@ -483,29 +613,29 @@ class Ct(Action):
         return ("ip_any",) if self.nat is not None else ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecTtl(Action):
     prereq = "ip_any"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushVlan(Action):
     ethertype: int = 0x8100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PopVlan(Action):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupAction(Action):
     """group:N (named GroupAction to keep ``Group`` for the group-table entry itself)."""
 
     group_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conjunction(Action):
     """conjunction(id,k/n): clause k (1-based) of n. Only other conjunctions may share the flow."""
 
@@ -518,7 +648,7 @@ class Conjunction(Action):
             raise FlowError(f"conjunction: bad clause {self.clause}/{self.n_clauses}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Controller(Action):
     max_len: int = 65535
     meter_id: int | None = None
@@ -533,48 +663,96 @@ def arp_reply(mac: str, ip: str) -> tuple[Action, ...]:
     The flow that uses it must match ``arp,arp_op=1,arp_tpa=<ip>``.
     """
     return (
-        Move("eth_src", "eth_dst"),
+        _ARP_MOVE_ETH,
         SetField("eth_src", mac),
-        SetField("arp_op", 2),
-        Move("arp_sha", "arp_tha"),
+        _ARP_OP_REPLY,
+        _ARP_MOVE_SHA,
         SetField("arp_sha", mac),
-        Move("arp_spa", "arp_tpa"),
+        _ARP_MOVE_SPA,
         SetField("arp_spa", ip),
-        Output("IN_PORT"),
+        _OUT_IN_PORT,
     )
 
 
+# the fixed actions of arp_reply, built once (actions are immutable values)
+_ARP_MOVE_ETH = Move("eth_src", "eth_dst")
+_ARP_OP_REPLY = SetField("arp_op", 2)
+_ARP_MOVE_SHA = Move("arp_sha", "arp_tha")
+_ARP_MOVE_SPA = Move("arp_spa", "arp_tpa")
+_OUT_IN_PORT = Output("IN_PORT")
+
+
 # --- flows, groups, meters -------------------------------------------------------------------
-@dataclass(frozen=True)
+# Per action type: (prereqs, is a Goto, is a Conjunction). prereqs is _DYNAMIC when they depend
+# on the instance (SetField, Move, Ct): ask it every time.
+_ACTION_INFO: dict[type, tuple] = {}
+_DYNAMIC: tuple = ("<dynamic>",)
+
+
+def _action_info(tp: type) -> tuple:
+    prereqs = _DYNAMIC if tp.prereqs is not Action.prereqs else ((tp.prereq,) if tp.prereq else ())
+    out = _ACTION_INFO[tp] = (prereqs, issubclass(tp, Goto), issubclass(tp, Conjunction))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Flow:
     table: str
     priority: int
     match: Match
     actions: tuple
     cookie: int = 0
+    _hash: int = field(default=0, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
-        if not isinstance(self.match, Match):
-            object.__setattr__(self, "match", Match(self.match))
-        object.__setattr__(self, "actions", tuple(self.actions))
+        match = self.match
+        if type(match) is not Match and not isinstance(match, Match):
+            match = Match(match)
+            object.__setattr__(self, "match", match)
+        actions = self.actions
+        if type(actions) is not tuple:
+            actions = tuple(actions)
+            object.__setattr__(self, "actions", actions)
         if not 0 <= self.priority <= 65535:
             raise FlowError(f"{self.table}: bad priority {self.priority}")
-        if self.priority == 0 and len(self.match):
+        if self.priority == 0 and len(match):
             raise FlowError(f"{self.table}: a priority-0 flow (table miss) must not match anything, "
-                            f"got {self.match!r}")
+                            f"got {match!r}")
         if not 0 <= self.cookie < (1 << 64):
             raise FlowError(f"bad cookie {self.cookie:#x}")
-        for i, a in enumerate(self.actions):
-            if not isinstance(a, Action):
-                raise FlowError(f"{self.table}: not an action: {a!r}")
-            if isinstance(a, Goto) and i != len(self.actions) - 1:
+        last = len(actions) - 1
+        conj = 0
+        fields = match._dict
+        satisfied = None   # the last prerequisite found satisfied (actions often repeat one)
+        for i, a in enumerate(actions):
+            info = _ACTION_INFO.get(type(a))
+            if info is None:
+                if not isinstance(a, Action):
+                    raise FlowError(f"{self.table}: not an action: {a!r}")
+                info = _action_info(type(a))
+            prereqs, is_goto, is_conj = info
+            if prereqs is _DYNAMIC:
+                prereqs = a.prereqs()
+            if is_goto and i != last:
                 raise FlowError(f"{self.table}: goto_table must be the last action")
-            for p in a.prereqs():
-                if not self.match.satisfies(p):
-                    raise FlowError(f"{self.table}: action {a!r} requires {_PREREQS[p][0]} in the match")
-        if any(isinstance(a, Conjunction) for a in self.actions) and not all(
-                isinstance(a, Conjunction) for a in self.actions):
+            for p in prereqs:
+                if p != satisfied:
+                    if not _PREREQS[p][1](fields):
+                        raise FlowError(f"{self.table}: action {a!r} requires {_PREREQS[p][0]} in the match")
+                    satisfied = p
+            if is_conj:
+                conj += 1
+        if conj and conj != len(actions):
             raise FlowError(f"{self.table}: conjunction() cannot be mixed with other actions")
+        # Flows live in sets and are hashed many times: hash once (same value the dataclass
+        # hash would give). __reduce__ below rebuilds it, so pickles never carry a stale hash.
+        object.__setattr__(self, "_hash", hash((self.table, self.priority, match, actions, self.cookie)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        return (Flow, (self.table, self.priority, self.match, self.actions, self.cookie))
 
     @property
     def key(self) -> tuple:

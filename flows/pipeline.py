@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import cookies
 from .model import Ct, Flow, FlowError, Goto, Match, Resubmit
@@ -110,6 +111,12 @@ TABLES: tuple[Table, ...] = (
 )
 
 
+@lru_cache(maxsize=1 << 18)
+def _round0_cookie(owner: str, feature: cookies.Feature | None) -> int:
+    feat = feature if feature is not None else cookies.feature_of_owner(owner)
+    return cookies.cookie(0, feat, owner)
+
+
 class Pipeline:
     """A validated, numbered table declaration plus the checked flow builder."""
 
@@ -128,6 +135,7 @@ class Pipeline:
             numbered.append(Table(t.name, t.stage, t.next_tables, t.miss, t.match_fields, t.doc,
                                   t.resubmit_tables, id=int(t.stage) * 10 + pos))
         self.tables: tuple[Table, ...] = tuple(numbered)
+        self._ok_jumps: set[tuple] = set()   # (table, action type, target) already checked
         self._by_name = {t.name: t for t in self.tables}
         if len(self._by_name) != len(self.tables):
             raise FlowError("duplicate table names")
@@ -184,7 +192,26 @@ class Pipeline:
     # --- building and checking ---
     def check(self, flow: Flow) -> Flow:
         """Raise FlowError unless ``flow`` obeys this pipeline's declaration."""
-        t = self.table(flow.table)
+        t = self._by_name.get(flow.table) or self.table(flow.table)
+        if t.match_fields.issuperset(flow.match._dict):
+            ok = self._ok_jumps
+            for a in flow.actions:   # fast path: every jump already checked once
+                tp = type(a)
+                if tp is Goto or tp is Ct or tp is Resubmit:
+                    if (t.name, tp, a.table) not in ok:
+                        break
+                elif isinstance(a, (Goto, Ct, Resubmit)):
+                    break
+            else:
+                return flow
+        self._check(flow, t)
+        for a in flow.actions:
+            tp = type(a)
+            if tp is Goto or tp is Ct or tp is Resubmit:
+                self._ok_jumps.add((t.name, tp, a.table))
+        return flow
+
+    def _check(self, flow: Flow, t: Table) -> None:
         extra = set(flow.match) - t.match_fields
         if extra:
             raise FlowError(f"table {t.name}: match field(s) {sorted(extra)} not declared for this table "
@@ -201,14 +228,12 @@ class Pipeline:
                 self.table(a.table)
                 if a.table not in t.resubmit_tables:
                     raise FlowError(f"table {t.name}: resubmit to {a.table} is not declared in resubmit_tables")
-        return flow
 
     def flow(self, table: str, priority: int, match: Match | None = None, actions=(), *,
              owner: str, feature: cookies.Feature | None = None) -> Flow:
         """Build and check a flow; its cookie is (round 0, feature of owner, owner hash)."""
-        feat = feature if feature is not None else cookies.feature_of_owner(owner)
         return self.check(Flow(table, priority, match if match is not None else Match(),
-                               tuple(actions), cookies.cookie(0, feat, owner)))
+                               tuple(actions), _round0_cookie(owner, feature)))
 
     def miss_flow(self, name: str, owner: str = "base") -> Flow:
         target = self.miss_target(name)

@@ -23,9 +23,12 @@ responder; a later feature).
 """
 from __future__ import annotations
 
+import itertools
+from functools import lru_cache
+
 from .base import P_HIGH, P_LOW, P_NORMAL
 from .fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, SUBNET_ID, TARGET_OFPORT, VPC_ID
-from .inputs import ClusterIn, NodeIn, SubnetIn
+from .inputs import ClusterIn, NodeIn, SubnetIn, VpcIn
 from .model import (
     ARP, MULTICAST_BIT, DecTtl, Flow, Goto, Load, Match, Output, PopVlan, PushVlan, SetField,
     arp_reply, ip_proto, set_vlan_vid,
@@ -37,11 +40,46 @@ P_UNKNOWN_UNICAST = 50
 
 def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozenset[Flow]:
     vpc = cluster.vpc(subnet.vpc)
+    if vpc.l3_mode == "distributed" and subnet.private:
+        sources = tuple(cluster.subnet(n).subnet_id for n in sorted({subnet.name, *subnet.allow_subnets}))
+    else:
+        sources = None
+    local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
+    return static_subnet_flows(subnet, vpc, node.uplink_ofport, sources) | {_flood(subnet, node.uplink_ofport,
+                                                                                   local_ports)}
+
+
+# Everything but the flood flow depends only on the subnet and VPC values, the uplink port and
+# (private subnets) the ids of the allowed source subnets, so it is shared by every node:
+# (subnet name, uplink) -> (subnet, vpc, sources, flows); a hit must match the values (identity
+# first, equality second). Bounded like pod.py's cache.
+STATIC_CACHE_MAX = 1 << 14
+_static_cache: dict[tuple[str, int], tuple[SubnetIn, VpcIn, tuple | None, frozenset[Flow]]] = {}
+
+
+def static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None) -> frozenset[Flow]:
+    key = (subnet.name, uplink)
+    hit = _static_cache.get(key)
+    if (hit is not None and (hit[0] is subnet or hit[0] == subnet) and (hit[1] is vpc or hit[1] == vpc)
+            and hit[2] == sources):
+        return hit[3]
+    flows = _static_subnet_flows(subnet, vpc, uplink, sources)
+    if len(_static_cache) >= STATIC_CACHE_MAX:
+        for k in list(itertools.islice(_static_cache, STATIC_CACHE_MAX // 2)):
+            _static_cache.pop(k, None)
+    _static_cache[key] = (subnet, vpc, sources, flows)
+    return flows
+
+
+def clear_cache() -> None:
+    _static_cache.clear()
+
+
+def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None) -> frozenset[Flow]:
     owner = subnet.owner
     rmac = vpc.router_mac
     in_vpc = VPC_ID.eq(vpc.vpc_id)
     in_subnet = SUBNET_ID.eq(subnet.subnet_id)
-    uplink = node.uplink_ofport
     fl = PIPELINE.flow
     flows = [
         fl("classifier", P_NORMAL, Match(in_port=uplink, dl_vlan=subnet.vlan),
@@ -54,27 +92,42 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
         flows.append(fl("l3_fwd", P_HIGH, Match(ARP, FROM_POD, in_vpc, in_subnet, arp_op=1, arp_tpa=gw),
                         arp_reply(rmac, gw), owner=owner))
     if vpc.l3_mode == "distributed":
-        if subnet.private:
-            sources = [SUBNET_ID.eq(cluster.subnet(n).subnet_id)
-                       for n in sorted({subnet.name, *subnet.allow_subnets})]
-        else:
-            sources = [None]
+        srcs = [SUBNET_ID.eq(i) for i in sources] if sources is not None else [None]
         route = (DecTtl(), SetField("eth_src", rmac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
         for cidr in subnet.cidrs:
             proto = ip_proto(cidr)
             dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
-            for src in sources:
+            for src in srcs:
                 parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
                 flows.append(fl("l3_fwd", P_NORMAL, Match(*parts, dl_dst=rmac, **{dst: cidr}), route,
                                 owner=owner))
-    local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
     tag = (PushVlan(), set_vlan_vid(subnet.vlan), Output(uplink))
     flows += [
-        fl("l2_fwd", P_LOW, Match(in_subnet, dl_dst=MULTICAST_BIT),
-           tuple(Output(p) for p in local_ports) + tag, owner=owner),
         fl("l2_fwd", P_UNKNOWN_UNICAST, Match(in_subnet),
            (Load(TARGET_OFPORT, uplink), Load.mark(OUTPUT_TO_TARGET), Goto("ingress_policy")), owner=owner),
         fl("output", P_NORMAL, Match(OUTPUT_TO_TARGET, in_subnet, TARGET_OFPORT.eq(uplink)), tag,
            owner=owner),
     ]
     return frozenset(flows)
+
+
+def _flood(subnet: SubnetIn, uplink: int, local_ports: list[int]) -> Flow:
+    """Broadcast/multicast: every local pod port of the subnet, then the uplink tagged."""
+    return PIPELINE.flow("l2_fwd", P_LOW, _flood_match(subnet.subnet_id),
+                         tuple(map(_output, local_ports)) + _uplink_tag(subnet.vlan, uplink), owner=subnet.owner)
+
+
+# One flood flow per (node, subnet) is built on every compile: share its immutable actions.
+@lru_cache(maxsize=1 << 12)
+def _output(port: int) -> Output:
+    return Output(port)
+
+
+@lru_cache(maxsize=1 << 14)
+def _flood_match(subnet_id: int) -> Match:
+    return Match(SUBNET_ID.eq(subnet_id), dl_dst=MULTICAST_BIT)
+
+
+@lru_cache(maxsize=1 << 14)
+def _uplink_tag(vlan: int, uplink: int) -> tuple:
+    return (PushVlan(), set_vlan_vid(vlan), Output(uplink))

@@ -8,6 +8,8 @@ share conntrack state.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .base import P_NORMAL
 from .fields import VPC_ID, vpc_ct_zone
 from .inputs import VpcIn
@@ -15,6 +17,7 @@ from .model import IP, IPV6, Ct, Flow, Goto, Match
 from .pipeline import PIPELINE
 
 
+@lru_cache(maxsize=1 << 12)   # a pure function of the (frozen) VPC value
 def vpc_flows(vpc: VpcIn) -> frozenset[Flow]:
     zone = vpc_ct_zone(vpc.vpc_id)
     in_vpc = VPC_ID.eq(vpc.vpc_id)
