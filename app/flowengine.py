@@ -57,8 +57,8 @@ class FlowEngine:
         self.audit_interval = audit_interval
         self.debounce = debounce
         self.api = connect(state_remote)
-        self.api.ensure_loaded("Pod", None)   # every pod: remote pods get ARP / L3 entries too
         self.api.idl.listeners.append(self._row_changed)
+        self.pods_loaded = False
         self.lock = threading.Lock()
         self.links: dict[int, DatapathLink] = {}
         self.ports: dict[int, dict[str, int]] = {}
@@ -158,6 +158,17 @@ class FlowEngine:
             with self.lock:
                 generation = self.generation
             try:
+                if not self.pods_loaded and not self.links:
+                    self.done_generation = generation   # nothing to serve until a bridge connects
+                    continue
+                if not self.pods_loaded:
+                    # Every pod (remote pods get ARP / L3 entries too). On a big database this
+                    # sync takes a while; it runs here, not in start(), so the API and IPAM serve
+                    # at once, and bridges keep their current flows until it is done.
+                    t0 = time.monotonic()
+                    self.api.ensure_loaded("Pod", None, timeout=3600)
+                    self.pods_loaded = True
+                    LOG.info("flow engine: all pods loaded in %.1fs", time.monotonic() - t0)
                 ok = self._reconcile_all()
             except Exception:
                 LOG.exception("flow engine pass failed")
@@ -322,7 +333,9 @@ class FlowEngine:
 
     def compiled(self, node: str) -> dict[str, frozenset]:
         """The node's flows as the compiler produces them now (owner -> flows, round 0)."""
-        topo = self.topology or self.build_topology()
+        if not self.pods_loaded or self.topology is None:
+            raise LookupError("the flow engine is still loading the state database; try again shortly")
+        topo = self.topology
         if node not in topo.node_specs:
             raise KeyError(f"no Node named {node!r}")
         if topo.cluster.find_node(node) is None:
