@@ -52,13 +52,20 @@ def changed_owners_by_node(before: ClusterIn, after: ClusterIn) -> dict[str, fro
 
 class FlowEngine:
     def __init__(self, state_remote: str, metrics: Metrics, audit_interval: float = 30.0,
-                 debounce: float = 0.02):
+                 debounce: float = 0.02, restart_grace: float = 10.0):
         self.metrics = metrics
         self.audit_interval = audit_interval
         self.debounce = debounce
         self.api = connect(state_remote)
         self.api.idl.listeners.append(self._row_changed)
         self.pods_loaded = False
+        # A pod counts as wired only once its own bridge reports its port. Right after a
+        # controller (re)start, bridges reconnect one by one: a bridge resynced before the others
+        # are back would lose its entries for their pods (a gap for traffic to them). So the
+        # first resync waits until every Node's bridge is connected, or this grace has passed.
+        self.restart_grace = restart_grace
+        self.retry_after = 1.0
+        self.started_at = time.monotonic()
         self.lock = threading.Lock()
         self.links: dict[int, DatapathLink] = {}
         self.ports: dict[int, dict[str, int]] = {}
@@ -179,7 +186,8 @@ class FlowEngine:
             with self.passed:
                 self.passed.notify_all()
             if not ok:
-                self.stopping.wait(1.0)   # back off, then try again
+                self.stopping.wait(self.retry_after)   # back off, then try again
+                self.retry_after = 1.0
                 self.wake.set()
 
     def _read_ports(self) -> None:
@@ -214,6 +222,8 @@ class FlowEngine:
         with self.lock:
             links = dict(self.links)
             ready = {d for d in links if d in self.ports}
+        missing = sorted(n for d, n in topo.node_by_dpid.items() if d not in ready)
+        holding = bool(missing) and time.monotonic() - self.started_at < self.restart_grace
         for dpid, link in sorted(links.items()):
             if dpid not in ready:
                 continue
@@ -223,6 +233,11 @@ class FlowEngine:
                     self._drop_unknown(dpid, link)
                 elif topo.cluster.find_node(node) is None:
                     continue  # known but not compilable (e.g. uplink missing): leave its flows alone
+                elif holding and node not in self.reconcilers:
+                    ok = False   # look again shortly: the other bridges may be reconnecting
+                    self.retry_after = 0.1
+                    LOG.info("%s: first resync waits for %s (at most %.0fs after start)", node,
+                             ", ".join(missing), self.restart_grace)
                 else:
                     ok &= self._reconcile_node(node, link, topo, before, affected)
             except LinkError as exc:
