@@ -12,8 +12,22 @@
 * ``audit()`` — dump the switch's flows, compare with the cache by normalized signature, repair
   what differs (missing, altered, extra) and count it as drift.
 
-A lock serialises these per bridge. Everything here blocks on the switch, so it runs on the
-flow engine's threads, never on os-ken's handler thread.
+The cache: ``installed`` maps owner -> flow key -> Flow *as compiled* (cookie round 0); on the
+switch every one of them carries ``self.round`` in its cookie (``cookies.with_round``), set while
+encoding (``ofwire.encode_flow_mod(flow, cookie=...)``), so no per-flow copies are made.
+``_rounded(flows)`` gives an owner's flows in the cache's form (compare it with
+``installed[owner]``); ``flows()`` gives the flows as installed, round cookie included. Next to
+the cache: the bytes sent for each flow (until an audit turns them into the flow's normalized
+key and signature, ``ofwire.flow_mod_identity``, kept from then on) and, from the last audit,
+the identity of each raw entry the switch reported; so an audit needs no os-ken objects and, in
+the steady state, no normalisation at all.
+
+A lock serialises changes per bridge. Everything here blocks on the switch, so it runs on the
+flow engine's threads, never on os-ken's handler thread. ``audit`` dumps and identifies the
+switch's flows without the lock (it dumps again under the lock if a bundle was committed
+meanwhile); ``resync`` reads and writes the OVSDB round outside it. Big dumps go in slices of
+about ``DUMP_SLICE_FLOWS`` flows (see ``DatapathLink.dump_flows``: one huge reply keeps os-ken
+from answering the switch's inactivity probe, and OVS then drops the connection).
 """
 from __future__ import annotations
 
@@ -32,12 +46,28 @@ from vpcnet.flows.model import Flow
 LOG = logging.getLogger(__name__)
 
 OwnerFlows = dict[str, frozenset[Flow]]
+_NOT_ROUND = ~cookies.mask_round() & 0xFFFFFFFFFFFFFFFF
+DUMP_SLICE_FLOWS = 4096   # about this many flows per flow-stats request (DatapathLink.dump_flows)
+
+
+def dump_slices(flows: int) -> int:
+    """Requests (a power of two, at most 256) for dumping about ``flows`` flows."""
+    n = 1
+    while n < 256 and flows > n * DUMP_SLICE_FLOWS:
+        n *= 2
+    return n
 
 
 def next_round(*seen: int | None) -> int:
     """The round after every round seen (1..65535; 0 is never used, so round 0 = not ours)."""
     rounds = [r for r in seen if r]
     return (max(rounds) % 0xFFFF) + 1 if rounds else 1
+
+
+def _entry_memo_key(raw: bytes) -> bytes:
+    """A raw ofp_flow_stats entry without what changes by itself (durations, counters, length):
+    table, priority, cookie, match and instructions. Its identity depends on nothing else."""
+    return raw[2:3] + raw[12:14] + raw[24:32] + raw[48:]
 
 
 class Reconciler:
@@ -47,63 +77,121 @@ class Reconciler:
         self.ovsdb, self.bridge = ovsdb, bridge
         self.wire = ofwire.Wire(link.dp)
         self.round = 0
-        self.installed: dict[str, dict[tuple, Flow]] = {}   # owner -> key -> flow (with round cookie)
+        self.installed: dict[str, dict[tuple, Flow]] = {}   # owner -> key -> flow (as compiled)
         self.owner_of: dict[tuple, str] = {}                # key -> owner
         self.lock = threading.Lock()
         self.synced = False
         self.cluster = None          # the compiler input this bridge was last brought to (engine's)
         self.failed: set[str] = set()  # owners whose last bundle the switch refused
+        self._sent: dict[Flow, bytes] = {}      # installed flow -> the add sent for it (not audited yet)
+        self._ident: dict[Flow, tuple] = {}     # installed flow -> (key, signature) on the switch
+        self._seen: dict[bytes, tuple] = {}     # raw entry (_entry_memo_key) -> (key, signature), last audit
+        self._generation = 0                    # bumped by every committed bundle
+        self._counts: dict[tuple[str, str], int] = defaultdict(int)   # (table, feature) -> installed flows
 
     # --- helpers ---------------------------------------------------------------------------
     def _rounded(self, flows: frozenset[Flow]) -> dict[tuple, Flow]:
-        return {f.key: dataclasses.replace(f, cookie=cookies.with_round(f.cookie, self.round)) for f in flows}
+        """``flows`` in the form ``installed`` keeps them: key -> flow (as compiled; the round
+        is added to the cookie when encoding)."""
+        return {f.key: f for f in flows}
 
-    def _commit(self, messages: list, counts: Counter) -> None:
-        if not messages:
+    def _cookie(self, flow: Flow) -> int:
+        """The cookie ``flow`` carries on the switch: its own, in this round."""
+        return (flow.cookie & _NOT_ROUND) | (self.round << cookies.ROUND_SHIFT)
+
+    def _add(self, flow: Flow) -> bytes:
+        return ofwire.encode_flow_mod(flow, "add", self._cookie(flow))
+
+    def _commit(self, messages, counts: Counter, meanwhile=None) -> None:
+        """One bundle; ``messages`` may be a generator (encoding while earlier chunks are sent);
+        ``meanwhile`` runs while the switch works on it (``DatapathLink.bundle``)."""
+        if isinstance(messages, list) and not messages:
+            if meanwhile is not None:
+                meanwhile()
             return
         try:
-            self.link.bundle(messages)
+            if meanwhile is None:
+                self.link.bundle(messages)
+            else:
+                self.link.bundle(messages, meanwhile=meanwhile)
         except LinkError:
             self.metrics.bundle_failures.labels(node=self.node).inc()
             raise
+        self._generation += 1
         self.metrics.bundles.labels(node=self.node).inc()
         for op, n in counts.items():
             self.metrics.flow_mods.labels(node=self.node, op=op).inc(n)
 
+    def _count(self, owner: str, flows: dict[tuple, Flow], sign: int, counts=None) -> None:
+        """Add (sign 1) or remove (-1) an owner's flows in the per (table, feature) counts."""
+        feature = cookies.feature_of_owner(owner).name.lower()
+        if counts is None:
+            counts = self._counts
+        for f in flows.values():
+            counts[(f.table, feature)] += sign
+
     def _publish(self) -> None:
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for owner, flows in self.installed.items():
-            feature = cookies.feature_of_owner(owner).name.lower()
-            for f in flows.values():
-                counts[(f.table, feature)] += 1
+        counts = {k: n for k, n in self._counts.items() if n}
         with self.metrics.snapshots.lock:
-            self.metrics.snapshots.flows[self.node] = dict(counts)
+            self.metrics.snapshots.flows[self.node] = counts
 
     def flows(self) -> list[Flow]:
+        """Every installed flow as it is on the switch (round cookie included)."""
         with self.lock:
-            return [f for flows in self.installed.values() for f in flows.values()]
+            flows = [f for flows in self.installed.values() for f in flows.values()]
+            rnd = self.round
+        shift, out = rnd << cookies.ROUND_SHIFT, []
+        for f in flows:
+            c = (f.cookie & _NOT_ROUND) | shift
+            out.append(f if c == f.cookie else dataclasses.replace(f, cookie=c))
+        return out
 
     # --- full resync on connect --------------------------------------------------------------
     def resync(self, desired: OwnerFlows) -> None:
         t0 = time.monotonic()
-        with self.lock:
-            stats = self.link.dump_flows()
+        stored = None
+        if self.ovsdb:
+            try:
+                from vpcnet.ovsdb import vswitch
+                stored = vswitch.read_round(self.ovsdb, self.bridge)
+            except Exception as exc:  # the OVSDB is optional for correctness: cookies tell too
+                LOG.warning("%s: cannot read the restart round from %s: %s", self.node, self.ovsdb, exc)
+        with self.lock:   # the switch likely holds about as many flows as we want (a restart)
+            stats = self.link.dump_flows(slices=dump_slices(max(len(self.owner_of),
+                                                                sum(len(f) for f in desired.values()))))
             present = {cookies.round_of(s.cookie) for s in stats}
-            stored = None
-            if self.ovsdb:
-                try:
-                    from vpcnet.ovsdb import vswitch
-                    stored = vswitch.read_round(self.ovsdb, self.bridge)
-                except Exception as exc:  # the OVSDB is optional for correctness: cookies tell too
-                    LOG.warning("%s: cannot read the restart round from %s: %s", self.node, self.ovsdb, exc)
-            self.round = next_round(stored, *present)
+            previous, self.round = self.round, next_round(stored, *present)
             wanted = {owner: self._rounded(flows) for owner, flows in desired.items() if flows}
-            messages = [self.wire.flow_mod(f, "add") for flows in wanted.values() for f in flows.values()]
             stale = sorted(present - {self.round})
-            messages += [self.wire.delete_by_cookie(r << cookies.ROUND_SHIFT, cookies.mask_round()) for r in stale]
-            self._commit(messages, Counter(add=len(messages) - len(stale), delete_round=len(stale)))
+            sent: dict[Flow, bytes] = {}
+            n_adds = sum(len(flows) for flows in wanted.values())
+
+            def messages():
+                encode, keep, rnd = ofwire.encode_flow_mod, _NOT_ROUND, self.round << cookies.ROUND_SHIFT
+                for flows in wanted.values():
+                    for f in flows.values():
+                        sent[f] = msg = encode(f, "add", (f.cookie & keep) | rnd)
+                        yield msg
+                for r in stale:
+                    yield self.wire.delete_by_cookie(r << cookies.ROUND_SHIFT, cookies.mask_round())
+
+            ready: dict = {}
+
+            def prepare():   # the new caches, built while the switch commits; adopted after
+                ready["owner_of"] = {key: owner for owner, flows in wanted.items() for key in flows}
+                ready["counts"] = counts = defaultdict(int)
+                for owner, flows in wanted.items():
+                    self._count(owner, flows, 1, counts)
+
+            try:
+                self._commit(messages() if n_adds or stale else [], Counter(add=n_adds, delete_round=len(stale)),
+                             prepare)
+            except BaseException:
+                self.round = previous   # the cache still holds the previous round's flows
+                raise
             self.installed = wanted
-            self.owner_of = {key: owner for owner, flows in wanted.items() for key in flows}
+            self.owner_of, self._counts = ready["owner_of"], ready["counts"]
+            self._sent, self._ident, self._seen = sent, {}, {}
             self.synced = True
             self._publish()
         if self.ovsdb:
@@ -114,10 +202,10 @@ class Reconciler:
                 LOG.warning("%s: cannot store the restart round in %s: %s", self.node, self.ovsdb, exc)
         self.metrics.reconcile_seconds.labels(node=self.node, kind="resync").observe(time.monotonic() - t0)
         LOG.info("%s: round %d installed (%d flows, old rounds %s removed) in %.3fs", self.node, self.round,
-                 sum(len(f) for f in self.installed.values()), stale or "none", time.monotonic() - t0)
+                 n_adds, stale or "none", time.monotonic() - t0)
 
     # --- incremental ---------------------------------------------------------------------------
-    def _plan(self, changes: OwnerFlows) -> tuple[list, Counter, dict[str, dict[tuple, Flow]]]:
+    def _plan(self, changes: OwnerFlows) -> tuple[list, Counter, dict[str, dict[tuple, Flow]], dict[Flow, bytes]]:
         new = {owner: self._rounded(flows) for owner, flows in changes.items()}
         final_keys = dict(self.owner_of)
         for owner in changes:
@@ -127,28 +215,41 @@ class Reconciler:
         for owner, flows in new.items():
             for key in flows:
                 final_keys[key] = owner
-        deletes, adds = [], []
+        deletes, adds, sent = [], [], {}
         for owner in changes:
             old = self.installed.get(owner, {})
             for key, flow in old.items():
                 if key not in final_keys:
-                    deletes.append(self.wire.flow_mod(flow, "delete_strict"))
+                    deletes.append(ofwire.encode_flow_mod(flow, "delete_strict", self._cookie(flow)))
             for key, flow in new[owner].items():
                 if old.get(key) != flow:
-                    adds.append(self.wire.flow_mod(flow, "add"))
-        return deletes + adds, Counter(delete=len(deletes), add=len(adds)), new
+                    sent[flow] = msg = self._add(flow)
+                    adds.append(msg)
+        return deletes + adds, Counter(delete=len(deletes), add=len(adds)), new, sent
 
-    def _adopt(self, new: dict[str, dict[tuple, Flow]]) -> None:
+    def _forget_flow(self, flow: Flow) -> None:
+        self._sent.pop(flow, None)
+        self._ident.pop(flow, None)
+
+    def _adopt(self, new: dict[str, dict[tuple, Flow]], sent: dict[Flow, bytes]) -> None:
         for owner, flows in new.items():
-            for key in self.installed.get(owner, {}):
+            old = self.installed.get(owner, {})
+            self._count(owner, old, -1)
+            self._count(owner, flows, 1)
+            for key, flow in old.items():
                 if self.owner_of.get(key) == owner:
                     del self.owner_of[key]
+                if flows.get(key) != flow:
+                    self._forget_flow(flow)
             if flows:
                 self.installed[owner] = flows
             else:
                 self.installed.pop(owner, None)
             for key in flows:
                 self.owner_of[key] = owner
+        for flow, msg in sent.items():
+            self._ident.pop(flow, None)
+            self._sent[flow] = msg
 
     def apply(self, changes: OwnerFlows) -> list[str]:
         """Bring ``changes`` (owner -> its complete flow set; empty = remove the owner) onto the
@@ -161,20 +262,20 @@ class Reconciler:
             changes = {o: f for o, f in changes.items() if self._differs(o, f)}
             if not changes:
                 return []
-            messages, counts, new = self._plan(changes)
+            messages, counts, new, sent = self._plan(changes)
             try:
                 self._commit(messages, counts)
-                self._adopt(new)
+                self._adopt(new, sent)
             except LinkError as exc:
                 if len(changes) == 1 or self.link.closed:
                     failed = list(changes)
                     LOG.error("%s: flows of %s not installed: %s", self.node, ", ".join(sorted(changes)), exc)
                 else:
                     for owner, flows in sorted(changes.items()):  # find the bad owner(s)
-                        messages, counts, new = self._plan({owner: flows})
+                        messages, counts, new, sent = self._plan({owner: flows})
                         try:
                             self._commit(messages, counts)
-                            self._adopt(new)
+                            self._adopt(new, sent)
                         except LinkError as one:
                             failed.append(owner)
                             LOG.error("%s: flows of %s not installed: %s", self.node, owner, one)
@@ -186,39 +287,119 @@ class Reconciler:
         return self.installed.get(owner, {}) != self._rounded(flows)
 
     # --- audit ---------------------------------------------------------------------------------
+    def _identity(self, flow: Flow) -> tuple:
+        """(key, signature) the switch should report for an installed flow (call with the lock)."""
+        ident = self._ident.get(flow)
+        if ident is None:
+            msg = self._sent.pop(flow, None)
+            ident = ofwire.flow_mod_identity(msg if msg is not None else self._add(flow))
+            self._ident[flow] = ident
+        return ident
+
+    def _identify_sent(self) -> None:
+        """Turn the bytes sent since the last audit into identities, mostly without the lock."""
+        with self.lock:
+            todo = list(self._sent.items())
+        if not todo:
+            return
+        done = [(flow, msg, ofwire.flow_mod_identity(msg)) for flow, msg in todo]
+        with self.lock:
+            for flow, msg, ident in done:
+                if self._sent.get(flow) is msg:
+                    del self._sent[flow]
+                    self._ident[flow] = ident
+
+    def _read(self, entries: list) -> tuple[list, dict]:
+        """[(key, signature, memo key, entry)] of a raw dump, and per-table packet/byte counts.
+        Identities come from the last audit's memo when the entry's bytes are the same."""
+        memo, fresh = self._seen, {}
+        out = []
+        tables: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        names = ofwire.table_names()
+        for s, raw in entries:
+            if raw is None:
+                key, sig, mkey = ofwire.stats_key(s), ofwire.stats_signature(s), None
+            else:
+                mkey = _entry_memo_key(raw)
+                ident = memo.get(mkey)
+                if ident is None:
+                    ident = ofwire.entry_identity(raw)
+                fresh[mkey] = ident
+                key, sig = ident
+            out.append((key, sig, mkey, s))
+            t = tables[names.get(s.table_id, str(s.table_id))]
+            t[0] += s.packet_count
+            t[1] += s.byte_count
+        self._seen = fresh
+        return out, tables
+
+    def read_back(self) -> tuple[list[Flow], list]:
+        """Read back from the switch: (the installed flows found there exactly as desired, as
+        installed, round cookie included; the dumped entries that are not one of them). What
+        ``FlowEngine.installed`` computes with ``desired_signature``/``stats_signature`` per
+        flow, from the cached signatures and the raw dump instead. Changes nothing."""
+        entries = self.link.dump_flows(raw=True, slices=dump_slices(len(self.owner_of)))
+        seen, _ = self._read(entries)
+        self._identify_sent()
+        with self.lock:
+            wanted = {self._identity(f)[1]: f for flows in self.installed.values() for f in flows.values()}
+            shift = self.round << cookies.ROUND_SHIFT
+        ours, other = [], []
+        for _, sig, _, s in seen:
+            flow = wanted.get(sig)
+            if flow is None:
+                other.append(s)
+            else:
+                c = (flow.cookie & _NOT_ROUND) | shift
+                ours.append(flow if c == flow.cookie else dataclasses.replace(flow, cookie=c))
+        return ours, other
+
     def audit(self) -> Counter:
         """Repair whatever on the switch differs from the cache. Returns drift counts by kind."""
         t0 = time.monotonic()
         drift: Counter = Counter()
+        generation = self._generation
+        slices = dump_slices(len(self.owner_of))
+        seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
+        index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
+        self._identify_sent()
         with self.lock:
-            stats = self.link.dump_flows()
-            installed = {}
-            tables: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            names = ofwire.table_names()
-            for s in stats:
-                installed[ofwire.stats_key(s)] = ofwire.stats_signature(s)
-                t = tables[names.get(s.table_id, str(s.table_id))]
-                t[0] += s.packet_count
-                t[1] += s.byte_count
+            if self._generation != generation:   # a bundle went in meanwhile: look again, now locked
+                seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
+                index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
             with self.metrics.snapshots.lock:
                 self.metrics.snapshots.tables[self.node] = {k: (v[0], v[1]) for k, v in tables.items()}
-            messages = []
-            wanted_keys = set()
+            adds = []
+            memo = self._seen
+            taken: list = []          # (key, entry) each installed flow found, in order
+            taken_index: dict = {}    # the same as a dict, filled only when a lookup misses
             for flows in self.installed.values():
                 for flow in flows.values():
-                    key = ofwire.desired_key(flow)
-                    wanted_keys.add(key)
-                    have = installed.get(key)
+                    ident = self._identity(flow)
+                    key = ident[0]
+                    have = index.pop(key, None)
+                    if have is not None:
+                        taken.append((key, have))
+                    else:   # missing, or its key was taken by another installed flow already
+                        for k, v in taken[len(taken_index):]:
+                            taken_index[k] = v
+                        have = taken_index.get(key)
                     if have is None:
                         drift["missing"] += 1
-                        messages.append(self.wire.flow_mod(flow, "add"))
-                    elif have != ofwire.desired_signature(flow):
+                        adds.append(self._add(flow))
+                    elif have[0] is not ident[1] and have[0] != ident[1]:
                         drift["altered"] += 1
-                        messages.append(self.wire.flow_mod(flow, "add"))
-            for s in stats:
-                if ofwire.stats_key(s) not in wanted_keys:
-                    drift["extra"] += 1
-                    messages.insert(0, self.wire.delete_stats_strict(s))
+                        adds.append(self._add(flow))
+                    elif have[1] is not None:
+                        memo[have[1]] = ident   # share the cache's tuples: next compare is by identity
+            deletes = []
+            if index:   # keys no installed flow has: every entry with one of them is extra
+                for key, _, _, s in seen:
+                    if key in index:
+                        drift["extra"] += 1
+                        deletes.append(self.wire.delete_stats_strict(s))
+            deletes.reverse()
+            messages = deletes + adds
             if messages:
                 self._commit(messages, Counter(repair=len(messages)))
                 for kind, n in drift.items():

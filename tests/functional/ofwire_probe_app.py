@@ -3,12 +3,22 @@ os-ken's cfg.CONF can be parsed once per process):
 
     python -m tests.functional.ofwire_probe_app PORT
 
-Listens on 127.0.0.1:PORT. When the switch connects it installs, through ``vpcnet.app.ofwire``,
-the groups and meters of ``ofwire_cases`` and then every flow of ``ofwire_cases.switch_flows()``
-in one atomic ONF bundle, then dumps the flows (OFPFlowStatsRequest, multipart) and prints one
-line ``RESULT {json}``: per desired flow whether its key is installed and whether the read-back
-signature equals ``desired_signature``, plus the installed flows nobody asked for and every
-OpenFlow error. Each further stdin line ``dump`` prints another RESULT; ``quit`` (or EOF) exits.
+Listens on 127.0.0.1:PORT and serves two kinds of bridge:
+
+* datapath id ``WIRE_DPID``: installs, through ``vpcnet.app.ofwire`` os-ken objects, the groups
+  and meters of ``ofwire_cases`` and then every flow of ``ofwire_cases.switch_flows()`` in one
+  atomic ONF bundle, then dumps the flows (OFPFlowStatsRequest, multipart) and prints one line
+  ``RESULT {json}``: per desired flow whether its key is installed and whether the read-back
+  signature equals ``desired_signature``, plus the installed flows nobody asked for, every
+  OpenFlow error, and every dumped entry whose raw-bytes identity (``ofwire.entry_identity``)
+  differs from os-ken's parse of it (``stats_key``/``stats_signature``). Each stdin line
+  ``dump`` prints another RESULT of this kind.
+* datapath id ``RECONCILER_DPID``: the controller's own path: the same groups and meters, then a
+  ``DatapathLink`` (bundles as byte chunks) and a ``Reconciler`` that resyncs ``switch_owner_flows()`` (round 1) and audits;
+  RESULT ``{"kind": "reconciler", "drift": {...}}``. Each stdin line ``audit`` runs
+  ``Reconciler.audit()`` again and prints its drift.
+
+``quit`` (or EOF) exits.
 """
 from __future__ import annotations
 
@@ -24,13 +34,15 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.base import app_manager
 from os_ken.ofproto import ofproto_v1_3
 
-from tests.unit.app.ofwire_cases import ovs_groups, ovs_meters, switch_flows
-from vpcnet.app import ofwire
+from tests.unit.app.ofwire_cases import ovs_groups, ovs_meters, switch_flows, switch_owner_flows
+from vpcnet.app import ofwire, oflink
 from vpcnet.flows.render import render_flow_for_ofctl
 
 TIMEOUT = 15.0
 BUNDLE_ID = 7
 BOTH = [CONFIG_DISPATCHER, MAIN_DISPATCHER]
+WIRE_DPID = 0x1
+RECONCILER_DPID = 0x4
 
 
 def emit(payload: dict) -> None:
@@ -46,36 +58,65 @@ class OfwireProbe(app_manager.OSKenApp):
         self.replies: queue.Queue = queue.Queue()
         self.errors: list[str] = []
         self.entries: list = []
-        self.started = False
+        self.raw_replies: list = []
+        self.started: set[int] = set()
+        self.wire_dp = None
+        self.link = None          # the reconciler bridge's DatapathLink
+        self.rec = None
+        self.ready = threading.Event()
+        threading.Thread(target=self._commands, daemon=True).start()
+
+    def _ours(self, ev) -> bool:
+        """Is this event for the reconciler bridge's link (which then gets it)?"""
+        return self.link is not None and ev.msg.datapath is self.link.dp
 
     # --- os-ken handlers (run on os-ken's threads) ---
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev):
-        if not self.started:
-            self.started = True
-            threading.Thread(target=self._main, args=(ev.msg.datapath,), daemon=True).start()
+        dp = ev.msg.datapath
+        if dp.id in self.started:
+            return
+        self.started.add(dp.id)
+        if dp.id == RECONCILER_DPID:
+            self.link = oflink.DatapathLink(dp, TIMEOUT)
+            threading.Thread(target=self._reconciler_main, daemon=True).start()
+        else:
+            self.wire_dp = dp
+            threading.Thread(target=self._main, args=(dp,), daemon=True).start()
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, BOTH)
     def _error(self, ev):
         m = ev.msg
         self.errors.append(f"type={m.type} code={m.code} data={bytes(m.data)[:64].hex()}")
-        self.replies.put(("error", m.xid))
+        if self._ours(ev):
+            self.link.on_error(m)
+        else:
+            self.replies.put(("error", m.xid))
 
     @set_ev_cls(ofp_event.EventONFBundleCtrlMsg, BOTH)
     def _bundle(self, ev):
-        self.replies.put(("bundle", ev.msg.type))
+        if not self._ours(ev):
+            self.replies.put(("bundle", ev.msg.type))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, BOTH)
     def _barrier(self, ev):
-        self.replies.put(("barrier", ev.msg.xid))
+        if self._ours(ev):
+            self.link.on_reply(ev.msg)
+        else:
+            self.replies.put(("barrier", ev.msg.xid))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, BOTH)
     def _flow_stats(self, ev):
+        more = bool(ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        if self._ours(ev):
+            self.link.on_reply(ev.msg, more)
+            return
         self.entries.extend(ev.msg.body)
-        if not ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+        self.raw_replies.append((ev.msg.buf, ev.msg.body))
+        if not more:
             self.replies.put(("stats", None))
 
-    # --- the probe (its own thread) ---
+    # --- the Wire probe (its own thread) ---
     def _wait(self, kind: str, value=None):
         while True:
             got, got_value = self.replies.get(timeout=TIMEOUT)
@@ -107,14 +148,21 @@ class OfwireProbe(app_manager.OSKenApp):
 
     def _dump(self, dp) -> list:
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        self.entries = []
+        self.entries, self.raw_replies = [], []
         dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
                                                parser.OFPMatch()))
         self._wait("stats")
         return list(self.entries)
 
     def _report(self, dp, flows) -> None:
-        installed = {ofwire.stats_key(e): ofwire.stats_signature(e) for e in self._dump(dp)}
+        entries = self._dump(dp)
+        installed = {ofwire.stats_key(e): ofwire.stats_signature(e) for e in entries}
+        raw_mismatch, n_raw = [], 0
+        for buf, body in self.raw_replies:
+            for e, raw in oflink._split_entries(buf, body):
+                n_raw += raw is not None
+                if raw is None or ofwire.entry_identity(raw) != (ofwire.stats_key(e), ofwire.stats_signature(e)):
+                    raw_mismatch.append(ofwire.describe_stats(e))
         results, wanted = [], set()
         for f in flows:
             key, sig = ofwire.desired_key(f), ofwire.desired_signature(f)
@@ -125,19 +173,55 @@ class OfwireProbe(app_manager.OSKenApp):
                 item["desired"], item["installed"] = repr(sig), repr(got)
             results.append(item)
         extra = [repr(installed[k]) for k in installed if k not in wanted]
-        emit({"flows": results, "extra": extra, "errors": self.errors, "n_installed": len(installed)})
+        emit({"kind": "wire", "flows": results, "extra": extra, "errors": self.errors,
+              "n_installed": len(installed), "n_raw": n_raw, "raw_mismatch": raw_mismatch})
 
     def _main(self, dp) -> None:
         try:
             flows = switch_flows()
             self._install(dp, ofwire.Wire(dp), flows)
             self._report(dp, flows)
-            for line in sys.stdin:
-                if line.strip() == "dump":
-                    self._report(dp, flows)
-                elif line.strip() == "quit":
-                    break
+            self.ready.set()
         except Exception:  # noqa: BLE001 - report anything to the test, then exit
+            emit({"crash": traceback.format_exc(), "errors": self.errors})
+            sys.stdout.flush()
+            os._exit(0)
+
+    # --- the reconciler bridge (its own thread) ---
+    def _reconciler_main(self) -> None:
+        try:
+            from vpcnet.app.metrics import Metrics
+            from vpcnet.app.reconciler import Reconciler
+            wire = ofwire.Wire(self.link.dp)
+            for g in ovs_groups():      # the extra flows point at these
+                self.link.send(wire.group_mod(g, "add"))
+            for m in ovs_meters():
+                self.link.send(wire.meter_mod(m, "add"))
+            self.link.barrier()
+            self.rec = Reconciler("probe", self.link, Metrics())
+            self.rec.resync(switch_owner_flows())
+            self._audit()
+        except Exception:  # noqa: BLE001
+            emit({"crash": traceback.format_exc(), "errors": self.errors})
+            sys.stdout.flush()
+            os._exit(0)
+
+    def _audit(self) -> None:
+        drift = self.rec.audit()
+        emit({"kind": "reconciler", "round": self.rec.round, "drift": dict(drift), "errors": self.errors})
+
+    # --- stdin ---
+    def _commands(self) -> None:
+        try:
+            for line in sys.stdin:
+                cmd = line.strip()
+                if cmd == "dump":
+                    self._report(self.wire_dp, switch_flows())
+                elif cmd == "audit":
+                    self._audit()
+                elif cmd == "quit":
+                    break
+        except Exception:  # noqa: BLE001
             emit({"crash": traceback.format_exc(), "errors": self.errors})
         finally:
             sys.stdout.flush()

@@ -6,11 +6,18 @@
   ``render_for_ofctl``/``render_group``/``render_meter`` text.
 
 The dumps of both bridges must be identical, every flow's read-back signature must equal its
-desired signature (zero drift right after install), and flows changed, deleted or added by hand
-must show up as drift.
+desired signature (zero drift right after install), the raw-bytes identity of every dumped entry
+must equal os-ken's parse of it, and flows changed, deleted or added by hand must show up as
+drift.
+
+Then the controller's own path, on br-rec: ``DatapathLink`` (bundles as byte chunks) and
+``Reconciler.resync`` (round 1) install the same flows, which must dump exactly like br-ref1
+(``ovs-ofctl --bundle add-flows`` of the same flows with round-1 cookies); ``Reconciler.audit``
+must find zero drift, then exactly the hand changes, repair them, and find zero drift again.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -26,6 +33,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.unit.app.ofwire_cases import ovs_groups, ovs_meters, switch_flows
+from vpcnet.flows import cookies
 from vpcnet.flows.model import Flow
 from vpcnet.flows.pipeline import PIPELINE
 from vpcnet.flows.render import format_match, render_for_ofctl, render_group, render_meter
@@ -115,14 +123,14 @@ def _dump(ovs: PrivateOvs, what: str, bridge: str) -> list[str]:
     return sorted(line.strip() for line in out.splitlines() if line.strip() and "reply" not in line)
 
 
-def _install_reference(ovs: PrivateOvs, tmp_path, flows) -> None:
-    ovs.add_bridge("br-ref", 0x2)
+def _install_reference(ovs: PrivateOvs, tmp_path, flows, bridge: str = "br-ref", dpid: int = 0x2) -> None:
+    ovs.add_bridge(bridge, dpid)
     (tmp_path / "groups.txt").write_text("".join(render_group(g) + "\n" for g in ovs_groups()))
-    ovs.ofctl("add-groups", "br-ref", str(tmp_path / "groups.txt"))
+    ovs.ofctl("add-groups", bridge, str(tmp_path / "groups.txt"))
     for m in ovs_meters():
-        ovs.ofctl("add-meter", "br-ref", render_meter(m))
-    (tmp_path / "flows.txt").write_text(render_for_ofctl(flows))
-    ovs.ofctl("--bundle", "add-flows", "br-ref", str(tmp_path / "flows.txt"))
+        ovs.ofctl("add-meter", bridge, render_meter(m))
+    (tmp_path / f"{bridge}.txt").write_text(render_for_ofctl(flows))
+    ovs.ofctl("--bundle", "add-flows", bridge, str(tmp_path / f"{bridge}.txt"))
 
 
 def _spec(flow: Flow, actions: str | None = None) -> str:
@@ -150,10 +158,13 @@ def test_wire_installs_exactly_what_ovs_ofctl_installs_and_audits_clean(ovs, tmp
         assert len(_dump(ovs, "dump-groups", "br-int")) == len(ovs_groups())
         assert _dump(ovs, "dump-meters", "br-int") == _dump(ovs, "dump-meters", "br-ref")
 
-        # 2. a fresh install audits as zero drift: every read-back signature is the desired one
+        # 2. a fresh install audits as zero drift: every read-back signature is the desired one,
+        #    and the raw-bytes identity of every dumped entry is os-ken's normalisation of it
+        assert first["kind"] == "wire"
         assert first["n_installed"] == len(flows) and first["extra"] == []
         drift = [r for r in first["flows"] if not (r["present"] and r["equal"])]
         assert not drift, json.dumps(drift[:3], indent=1)
+        assert first["n_raw"] == len(flows) and first["raw_mismatch"] == [], first["raw_mismatch"][:3]
 
         # 3. changes made by hand are seen as drift
         changed = next(f for f in flows if f.table == "l2_fwd" and f.priority == 50)
@@ -171,5 +182,27 @@ def test_wire_installs_exactly_what_ovs_ofctl_installs_and_audits_clean(ovs, tmp
         assert sum(1 for ok in status.values() if ok != (True, True)) == 2
         assert len(second["extra"]) == 1 and "250" in second["extra"][0]
         assert second["errors"] == []
+        assert second["raw_mismatch"] == [], second["raw_mismatch"][:3]
+
+        # 4. the controller's path: DatapathLink + Reconciler install the same set (round 1) ...
+        rounded = [dataclasses.replace(f, cookie=cookies.with_round(f.cookie, 1)) for f in flows]
+        _install_reference(ovs, tmp_path, rounded, "br-ref1", 0x3)
+        ovs.add_bridge("br-rec", 0x4, controller=f"tcp:127.0.0.1:{port}")
+        rec = probe.result()
+        assert rec["kind"] == "reconciler" and rec["round"] == 1
+        assert rec["drift"] == {} and rec["errors"] == []       # ... and audit as zero drift
+        ref1 = _dump(ovs, "dump-flows", "br-ref1")
+        assert len(ref1) == len(flows) and _dump(ovs, "dump-flows", "br-rec") == ref1
+
+        # 5. the reconciler's audit sees exactly the hand changes, repairs them, then none
+        ovs.ofctl("--strict", "mod-flows", "br-rec", _spec(changed, "output:99"))
+        ovs.ofctl("--strict", "del-flows", "br-rec", _spec(deleted))
+        ovs.ofctl("add-flow", "br-rec", "table=250,priority=7,ip,actions=drop")
+        probe.send("audit")
+        repaired = probe.result()
+        assert repaired["drift"] == {"altered": 1, "missing": 1, "extra": 1} and repaired["errors"] == []
+        assert _dump(ovs, "dump-flows", "br-rec") == ref1
+        probe.send("audit")
+        assert probe.result()["drift"] == {}
     finally:
         probe.stop()

@@ -118,5 +118,13 @@ def switch_flows() -> list[Flow]:
     return sorted_flows(flows)
 
 
+def switch_owner_flows() -> dict[str, frozenset[Flow]]:
+    """``switch_flows()`` by owner, as the reconciler takes them (the extras under one pod owner)."""
+    out = dict(compile_node(two_vpcs(), "node-1"))
+    out["pod/test/extras"] = frozenset(extra_flows())
+    assert sorted_flows(f for flows in out.values() for f in flows) == switch_flows()
+    return out
+
+
 __all__ = ["scenarios", "scenario_flows", "every_scenario_flow", "extra_flows", "ovs_groups", "ovs_meters",
-           "switch_flows"]
+           "switch_flows", "switch_owner_flows"]
