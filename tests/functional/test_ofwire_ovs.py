@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +38,6 @@ from vpcnet.flows.pipeline import PIPELINE
 from vpcnet.flows.render import format_match, render_for_ofctl, render_group, render_meter
 from vpcnet.sim.ovs import PrivateOvs
 
-pytestmark = pytest.mark.skipif(shutil.which("ovs-vswitchd") is None, reason="needs Open vSwitch")
 
 TIMEOUT = 30.0
 
