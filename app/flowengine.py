@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 
-from vpcnet.app import ofwire, topology
+from vpcnet.app import ofcompare, ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app.reconciler import Reconciler
@@ -70,6 +70,10 @@ class FlowEngine:
         self.links: dict[int, DatapathLink] = {}
         self.ports: dict[int, dict[str, int]] = {}
         self.fresh: set[int] = set()            # connected, port list not read yet
+        # Port-status messages seen per datapath: a port added while its port list is being read
+        # may be missing from the reply, and its status message finds no list to update, so a
+        # read that overlapped any port change is thrown away and done again.
+        self.port_events: dict[int, int] = {}
         self.reconcilers: dict[str, Reconciler] = {}
         self.dropping: set[int] = set()         # unknown datapaths given the drop-all miss
         self.topology: topology.Topology | None = None
@@ -133,6 +137,7 @@ class FlowEngine:
 
     def port_changed(self, dp, name: str, ofport: int, deleted: bool) -> None:
         with self.lock:
+            self.port_events[dp.id] = self.port_events.get(dp.id, 0) + 1
             ports = self.ports.get(dp.id)
             if ports is None:
                 return
@@ -194,11 +199,17 @@ class FlowEngine:
         with self.lock:
             fresh = [(d, self.links[d]) for d in self.fresh if d in self.links]
         for dpid, link in fresh:
+            with self.lock:
+                seen = self.port_events.get(dpid, 0)
             ports = link.port_desc()
             with self.lock:
-                if self.links.get(dpid) is link:
-                    self.ports[dpid] = ports
-                    self.fresh.discard(dpid)
+                if self.links.get(dpid) is not link:
+                    continue
+                if self.port_events.get(dpid, 0) != seen:
+                    self.wake.set()     # a port changed while the list was read: read it again
+                    continue
+                self.ports[dpid] = ports
+                self.fresh.discard(dpid)
 
     def build_topology(self) -> topology.Topology:
         rows = {t: self.api.list_objects(t).execute(check_error=True) for t in WATCHED_TABLES}
@@ -364,12 +375,12 @@ class FlowEngine:
         rec = self.reconcilers.get(node)
         if rec is None:
             raise LookupError(f"node {node} is not connected")
-        wanted = {ofwire.desired_signature(f): f for f in rec.flows()}
+        wanted = {ofcompare.desired_signature(f): f for f in rec.flows()}
         ours, other = [], []
         for s in rec.link.dump_flows():
-            flow = wanted.get(ofwire.stats_signature(s))
+            flow = wanted.get(ofcompare.stats_signature(s))
             if flow is not None:
                 ours.append(flow)
             else:
-                other.append(ofwire.describe_stats(s))
+                other.append(ofcompare.describe_stats(s))
         return ours, sorted(other)

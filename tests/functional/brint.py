@@ -234,7 +234,12 @@ class Fabric:
             elif ready and time.monotonic() - since >= quiet:
                 return
             time.sleep(0.1)
-        raise AssertionError("flows did not settle:\n" + dump_json(last))
+        raise AssertionError("flows did not settle:\n" + dump_json(last) + "\ncontroller log (tail):\n"
+                             + self.controller_log_tail())
+
+    def controller_log_tail(self, lines: int = 60) -> str:
+        with open(self.ctl.log.name) as f:
+            return "".join(f.readlines()[-lines:])
 
     def stop(self) -> None:
         try:
