@@ -6,7 +6,7 @@ be that handler thread. So the os-ken app only *resolves* pending requests here
 ``dump_flows()``. xids come from our own counter (top half of the 32-bit space) so they never
 collide with the ones os-ken picks for echo and features requests.
 
-Bundles go out as bytes: each message (pre-encoded bytes such as ``ofwire.encode_flow_mod``, or
+Bundles go out as bytes: each message (pre-encoded bytes such as ``ofencode.encode_flow_mod``, or
 an os-ken message object, serialised here) gets its xid and its ONF bundle-add header, and the
 stream (open, adds, commit, barrier) is handed to os-ken in chunks of about ``CHUNK`` bytes with
 ``Datapath.send(bytes)``. That is os-ken's own send path (``send_msg`` serialises and then calls
@@ -141,7 +141,7 @@ class DatapathLink:
         """Send ``messages`` as one atomic, ordered ONF bundle (OpenFlow 1.3 extension) and wait
         until the switch committed it. Raises LinkError (with the switch's errors) otherwise.
 
-        Each message is the bytes of a complete OpenFlow message (``ofwire.encode_flow_mod``;
+        Each message is the bytes of a complete OpenFlow message (``ofencode.encode_flow_mod``;
         its xid is replaced) or an os-ken message object. ``messages`` may be any iterable, e.g.
         a generator that encodes while earlier chunks are on their way; if it raises, the
         bundle is discarded on the switch and the exception propagates. ``meanwhile``, if
@@ -237,7 +237,7 @@ class DatapathLink:
     def dump_flows(self, timeout: float | None = None, raw: bool = False, slices: int = 1) -> list:
         """Every flow of every table (OFPFlowStats entries). With ``raw=True``: a list of
         ``(entry, raw)`` pairs, ``raw`` being the entry's bytes as the switch sent them (an
-        ofp_flow_stats: ``ofwire.entry_identity`` reads it), or None if they could not be told
+        ofp_flow_stats: ``ofcompare.entry_identity`` reads it), or None if they could not be told
         apart (never seen; callers then use the parsed entry).
 
         ``slices`` (a power of two) splits the dump into that many requests, each for the flows
@@ -333,7 +333,7 @@ def _check_length(msg: bytes) -> int:
 # os-ken parses every entry of a flow-stats reply into OFPMatch/instruction/action objects in its
 # receive thread (~0.1-0.2 ms a flow: 5-10 s of CPU for a 50,000-flow dump, during which it reads
 # nothing else from that switch). An audit needs none of it: it reads the entries' bytes
-# (``ofwire.entry_identity``). So the reply's body class is replaced, once per process, by a
+# (``ofcompare.entry_identity``). So the reply's body class is replaced, once per process, by a
 # subclass of os-ken's OFPFlowStats that unpacks only the fixed fields (table, priority, cookie,
 # counters...) and keeps the entry's bytes (``raw``); ``match`` and ``instructions`` are parsed by
 # os-ken's own OFPFlowStats.parser the first time anything reads them (str() and to_jsondict()

@@ -14,11 +14,11 @@
 
 The cache: ``installed`` maps owner -> flow key -> Flow *as compiled* (cookie round 0); on the
 switch every one of them carries ``self.round`` in its cookie (``cookies.with_round``), set while
-encoding (``ofwire.encode_flow_mod(flow, cookie=...)``), so no per-flow copies are made.
+encoding (``ofencode.encode_flow_mod(flow, cookie=...)``), so no per-flow copies are made.
 ``_rounded(flows)`` gives an owner's flows in the cache's form (compare it with
 ``installed[owner]``); ``flows()`` gives the flows as installed, round cookie included. Next to
 the cache: the bytes sent for each flow (until an audit turns them into the flow's normalized
-key and signature, ``ofwire.flow_mod_identity``, kept from then on) and, from the last audit,
+key and signature, ``ofcompare.flow_mod_identity``, kept from then on) and, from the last audit,
 the identity of each raw entry the switch reported; so an audit needs no os-ken objects and, in
 the steady state, no normalisation at all.
 
@@ -37,7 +37,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-from vpcnet.app import ofwire
+from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.flows import cookies
@@ -100,7 +100,7 @@ class Reconciler:
         return (flow.cookie & _NOT_ROUND) | (self.round << cookies.ROUND_SHIFT)
 
     def _add(self, flow: Flow) -> bytes:
-        return ofwire.encode_flow_mod(flow, "add", self._cookie(flow))
+        return ofencode.encode_flow_mod(flow, "add", self._cookie(flow))
 
     def _commit(self, messages, counts: Counter, meanwhile=None) -> None:
         """One bundle; ``messages`` may be a generator (encoding while earlier chunks are sent);
@@ -167,7 +167,7 @@ class Reconciler:
             n_adds = sum(len(flows) for flows in wanted.values())
 
             def messages():
-                encode, keep, rnd = ofwire.encode_flow_mod, _NOT_ROUND, self.round << cookies.ROUND_SHIFT
+                encode, keep, rnd = ofencode.encode_flow_mod, _NOT_ROUND, self.round << cookies.ROUND_SHIFT
                 for flows in wanted.values():
                     for f in flows.values():
                         sent[f] = msg = encode(f, "add", (f.cookie & keep) | rnd)
@@ -220,7 +220,7 @@ class Reconciler:
             old = self.installed.get(owner, {})
             for key, flow in old.items():
                 if key not in final_keys:
-                    deletes.append(ofwire.encode_flow_mod(flow, "delete_strict", self._cookie(flow)))
+                    deletes.append(ofencode.encode_flow_mod(flow, "delete_strict", self._cookie(flow)))
             for key, flow in new[owner].items():
                 if old.get(key) != flow:
                     sent[flow] = msg = self._add(flow)
@@ -292,7 +292,7 @@ class Reconciler:
         ident = self._ident.get(flow)
         if ident is None:
             msg = self._sent.pop(flow, None)
-            ident = ofwire.flow_mod_identity(msg if msg is not None else self._add(flow))
+            ident = ofcompare.flow_mod_identity(msg if msg is not None else self._add(flow))
             self._ident[flow] = ident
         return ident
 
@@ -302,7 +302,7 @@ class Reconciler:
             todo = list(self._sent.items())
         if not todo:
             return
-        done = [(flow, msg, ofwire.flow_mod_identity(msg)) for flow, msg in todo]
+        done = [(flow, msg, ofcompare.flow_mod_identity(msg)) for flow, msg in todo]
         with self.lock:
             for flow, msg, ident in done:
                 if self._sent.get(flow) is msg:
@@ -315,15 +315,15 @@ class Reconciler:
         memo, fresh = self._seen, {}
         out = []
         tables: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        names = ofwire.table_names()
+        names = ofcompare.table_names()
         for s, raw in entries:
             if raw is None:
-                key, sig, mkey = ofwire.stats_key(s), ofwire.stats_signature(s), None
+                key, sig, mkey = ofcompare.stats_key(s), ofcompare.stats_signature(s), None
             else:
                 mkey = _entry_memo_key(raw)
                 ident = memo.get(mkey)
                 if ident is None:
-                    ident = ofwire.entry_identity(raw)
+                    ident = ofcompare.entry_identity(raw)
                 fresh[mkey] = ident
                 key, sig = ident
             out.append((key, sig, mkey, s))

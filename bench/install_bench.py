@@ -15,7 +15,7 @@ Setup (everything private, under a temporary directory, removed at the end):
   one repetition to the next (so no side always goes first):
     - controller (``brcontN``, controller ``tcp:127.0.0.1:PORT``): timed
       ``Reconciler.resync(desired)`` on the main thread, exactly what the controller does when
-      br-int connects (flow dump, round, ``ofwire.encode_flow_mod`` of every flow with the round
+      br-int connects (flow dump, round, ``ofencode.encode_flow_mod`` of every flow with the round
       put in the cookie while encoding, one atomic ONF bundle streamed by ``DatapathLink.bundle``
       in 256 KiB ``Datapath.send`` chunks, barrier, caches);
     - ofctl (``brofctN``, no controller, fail_mode=secure): timed
@@ -330,13 +330,13 @@ class Bench:
 
     def experiment(self, bridge: str, kind: str) -> dict:
         """One install by a bench-only path (see EXPERIMENTS): ``prechunk`` = the flow-mods
-        encoded (``ofwire.encode_flow_mod``, round cookie in) before timing, then
+        encoded (``ofencode.encode_flow_mod``, round cookie in) before timing, then
         ``DatapathLink.bundle`` of those bytes: the controller's transport and the switch alone."""
         if kind != "prechunk":
             raise ValueError(kind)
-        from vpcnet.app import ofwire
+        from vpcnet.app import ofencode
         if self._encoded is None:
-            self._encoded = [ofwire.encode_flow_mod(f) for f in self.rounded]
+            self._encoded = [ofencode.encode_flow_mod(f) for f in self.rounded]
         dpid = next(self.dpids)
         self.ovs.add_bridge(bridge, dpid, controller=f"tcp:127.0.0.1:{self.port}")
         link = self.engine.wait_link(dpid)
@@ -415,18 +415,18 @@ def offline_costs(flows: list, sample: int) -> dict:
     on every flow; os-ken's encoding (Wire.flow_mod) and serialisation of the bundle-add
     messages, the previous path, on ``sample`` flows, checked byte for byte against the direct
     encoder's bundle-add bytes (the same bytes ``DatapathLink.bundle`` sends)."""
-    from vpcnet.app import ofwire, oflink
+    from vpcnet.app import ofcompare, ofencode, oflink, ofwire
     from vpcnet.flows import cookies
     keep = ~cookies.mask_round() & ((1 << 64) - 1)
     base = [dataclasses.replace(f, cookie=f.cookie & keep) for f in flows]   # as compiled: round 0
-    ofwire.ENCODER.clear()
-    direct, fallbacks = ofwire.ENCODER.direct, ofwire.ENCODER.fallbacks
+    ofencode.ENCODER.clear()
+    direct, fallbacks = ofencode.ENCODER.direct, ofencode.ENCODER.fallbacks
     gc.collect()
     t0 = time.process_time()
-    encoded = [ofwire.encode_flow_mod(f, "add", (f.cookie & keep) | (1 << cookies.ROUND_SHIFT)) for f in base]
+    encoded = [ofencode.encode_flow_mod(f, "add", (f.cookie & keep) | (1 << cookies.ROUND_SHIFT)) for f in base]
     t1 = time.process_time()
     for m in encoded:
-        ofwire.flow_mod_identity(m)
+        ofcompare.flow_mod_identity(m)
     t2 = time.process_time()
     dp = ofwire.standin_datapath()
     wire = ofwire.Wire(dp)
@@ -456,7 +456,7 @@ def offline_costs(flows: list, sample: int) -> dict:
     n = len(picked)
     return {"encode": t1 - t0, "identity": t2 - t1, "osken_encode": (t4 - t3) / n, "osken_serialize": (t5 - t4) / n,
             "sample": n, "same": same, "bytes": sum(24 + len(m) for m in encoded),
-            "direct": ofwire.ENCODER.direct - direct, "fallbacks": ofwire.ENCODER.fallbacks - fallbacks}
+            "direct": ofencode.ENCODER.direct - direct, "fallbacks": ofencode.ENCODER.fallbacks - fallbacks}
 
 
 def fmt_rate(n: int, s: float) -> str:
@@ -589,9 +589,9 @@ def main(argv: list[str] | None = None) -> int:
 
         off = offline_costs(rounded, args.osken_sample)
         print(f"\noffline, no switch: CPU seconds of this process ({n:,} flows):")
-        print(f"  {'ofwire.encode_flow_mod (direct bytes, round cookie while encoding)':<70} {off['encode']:7.3f} s "
+        print(f"  {'ofencode.encode_flow_mod (direct bytes, round cookie while encoding)':<70} {off['encode']:7.3f} s "
               f"{off['encode'] / n * 1e6:7.1f} us/flow  ({off['direct']:,} direct, {off['fallbacks']} via os-ken)")
-        print(f"  {'ofwire.flow_mod_identity (key + signature from those bytes)':<70} {off['identity']:7.3f} s "
+        print(f"  {'ofcompare.flow_mod_identity (key + signature from those bytes)':<70} {off['identity']:7.3f} s "
               f"{off['identity'] / n * 1e6:7.1f} us/flow")
         print(f"  {'before: Wire.flow_mod (os-ken OFPFlowMod/OFPMatch)':<70} {off['osken_encode'] * n:7.3f} s "
               f"{off['osken_encode'] * 1e6:7.1f} us/flow  (measured on {off['sample']:,} flows)")

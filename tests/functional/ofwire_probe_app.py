@@ -10,7 +10,7 @@ Listens on 127.0.0.1:PORT and serves two kinds of bridge:
   atomic ONF bundle, then dumps the flows (OFPFlowStatsRequest, multipart) and prints one line
   ``RESULT {json}``: per desired flow whether its key is installed and whether the read-back
   signature equals ``desired_signature``, plus the installed flows nobody asked for, every
-  OpenFlow error, and every dumped entry whose raw-bytes identity (``ofwire.entry_identity``)
+  OpenFlow error, and every dumped entry whose raw-bytes identity (``ofcompare.entry_identity``)
   differs from os-ken's parse of it (``stats_key``/``stats_signature``). Each stdin line
   ``dump`` prints another RESULT of this kind.
 * datapath id ``RECONCILER_DPID``: the controller's own path: the same groups and meters, then a
@@ -35,7 +35,7 @@ from os_ken.base import app_manager
 from os_ken.ofproto import ofproto_v1_3
 
 from tests.unit.app.ofwire_cases import ovs_groups, ovs_meters, switch_flows, switch_owner_flows
-from vpcnet.app import ofwire, oflink
+from vpcnet.app import ofcompare, oflink, ofwire
 from vpcnet.flows.render import render_flow_for_ofctl
 
 TIMEOUT = 15.0
@@ -156,16 +156,16 @@ class OfwireProbe(app_manager.OSKenApp):
 
     def _report(self, dp, flows) -> None:
         entries = self._dump(dp)
-        installed = {ofwire.stats_key(e): ofwire.stats_signature(e) for e in entries}
+        installed = {ofcompare.stats_key(e): ofcompare.stats_signature(e) for e in entries}
         raw_mismatch, n_raw = [], 0
         for buf, body in self.raw_replies:
             for e, raw in oflink._split_entries(buf, body):
                 n_raw += raw is not None
-                if raw is None or ofwire.entry_identity(raw) != (ofwire.stats_key(e), ofwire.stats_signature(e)):
-                    raw_mismatch.append(ofwire.describe_stats(e))
+                if raw is None or ofcompare.entry_identity(raw) != (ofcompare.stats_key(e), ofcompare.stats_signature(e)):
+                    raw_mismatch.append(ofcompare.describe_stats(e))
         results, wanted = [], set()
         for f in flows:
-            key, sig = ofwire.desired_key(f), ofwire.desired_signature(f)
+            key, sig = ofcompare.desired_key(f), ofcompare.desired_signature(f)
             wanted.add(key)
             got = installed.get(key)
             item = {"flow": render_flow_for_ofctl(f), "present": got is not None, "equal": got == sig}

@@ -6,7 +6,7 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from vpcnet.app import ofwire, oflink
+from vpcnet.app import ofcompare, ofencode, oflink, ofwire
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.flows.model import IP, Flow, Goto, Match, Output
 
@@ -38,7 +38,7 @@ def test_bundle_sends_what_os_ken_would_in_one_chunk():
     dp = FakeDatapath()
     link = link_of(dp)
     fs = extra_flows()
-    items = [ofwire.encode_flow_mod(f) if i % 2 else ofwire._DEFAULT_WIRE.flow_mod(f) for i, f in enumerate(fs)]
+    items = [ofencode.encode_flow_mod(f) if i % 2 else ofwire._DEFAULT_WIRE.flow_mod(f) for i, f in enumerate(fs)]
     items.append(ofwire._DEFAULT_WIRE.delete_by_cookie(5 << 48, 0xFFFF << 48))
     link.bundle(items)
     assert len(dp.sent) == 1 and dp.commits == 1
@@ -67,7 +67,7 @@ def test_large_bundles_go_in_chunks_of_whole_messages_with_xids_registered_first
 
     dp.send = checked
     fs = flows(8000)
-    link.bundle(ofwire.encode_flow_mod(f) for f in fs)
+    link.bundle(ofencode.encode_flow_mod(f) for f in fs)
     assert len(dp.sent) > 2
     assert all(len(b) < oflink.CHUNK + 1000 for b in dp.sent)
     assert len(dp.flows) == len(fs) and dp.commits == 1
@@ -80,9 +80,9 @@ def test_errors_of_bundled_messages_fail_the_bundle():
     dp.refuse = lambda m: int.from_bytes(m[30:32], "big") == 7     # priority 7
     bad = Flow("l2_fwd", 7, Match(reg2=1), (Output(1),), 1)
     with pytest.raises(LinkError, match=r"refused: type=1 code=1; type=1 code=2"):
-        link.bundle([ofwire.encode_flow_mod(f) for f in flows(3)] + [ofwire.encode_flow_mod(bad)])
+        link.bundle([ofencode.encode_flow_mod(f) for f in flows(3)] + [ofencode.encode_flow_mod(bad)])
     assert dp.flows == {} and link._pending == {}
-    link.bundle([ofwire.encode_flow_mod(f) for f in flows(3)])    # the link is still usable
+    link.bundle([ofencode.encode_flow_mod(f) for f in flows(3)])    # the link is still usable
     assert len(dp.flows) == 3
 
 
@@ -91,7 +91,7 @@ def test_a_failing_generator_discards_the_bundle():
     link = link_of(dp)
 
     def gen():
-        yield from (ofwire.encode_flow_mod(f) for f in flows(5000))
+        yield from (ofencode.encode_flow_mod(f) for f in flows(5000))
         raise ofwire.UnsupportedFlow("nope")
 
     with pytest.raises(ofwire.UnsupportedFlow):
@@ -108,13 +108,13 @@ def test_closed_connection_and_timeout():
     link = link_of(dp)
     dp.alive = False
     with pytest.raises(LinkError, match="connection closed"):
-        link.bundle([ofwire.encode_flow_mod(f) for f in flows(2)])
+        link.bundle([ofencode.encode_flow_mod(f) for f in flows(2)])
     assert link.closed and link._pending == {}
     dp = FakeDatapath()
     link = link_of(dp, timeout=0.2)
     dp.link = None                                  # the switch never answers
     with pytest.raises(LinkError, match="no answer"):
-        link.bundle([ofwire.encode_flow_mod(f) for f in flows(2)])
+        link.bundle([ofencode.encode_flow_mod(f) for f in flows(2)])
     assert link._pending == {}
 
 
@@ -122,7 +122,7 @@ def test_send_and_barrier_take_bytes_or_objects():
     dp = FakeDatapath()
     link = link_of(dp)
     f = Flow("l2_fwd", 100, Match(reg2=1), (Output(1),), 1)
-    link.send(ofwire.encode_flow_mod(f))
+    link.send(ofencode.encode_flow_mod(f))
     link.send(ofwire._DEFAULT_WIRE.flow_mod(Flow("l2_fwd", 100, Match(reg2=2), (Output(1),), 1)))
     link.barrier()
     assert len(dp.flows) == 2
@@ -133,14 +133,14 @@ def test_dump_flows_raw_pairs_each_entry_with_its_bytes():
     dp = FakeDatapath()
     link = link_of(dp)
     fs = extra_flows() + [Flow("l3_fwd", 10, Match(IP, nw_dst=f"10.0.{i}.0/24"), (Output(2),), 9) for i in range(30)]
-    link.bundle([ofwire.encode_flow_mod(f) for f in fs])
+    link.bundle([ofencode.encode_flow_mod(f) for f in fs])
     entries = link.dump_flows()
     pairs = link.dump_flows(raw=True)
     assert len(entries) == len(pairs) == len(fs)
     for e, raw in pairs:
         assert raw is not None and len(raw) == e.length
-        assert ofwire.entry_identity(raw) == (ofwire.stats_key(e), ofwire.stats_signature(e))
-    assert {ofwire.stats_signature(e) for e in entries} == {ofwire.desired_signature(f) for f in fs}
+        assert ofcompare.entry_identity(raw) == (ofcompare.stats_key(e), ofcompare.stats_signature(e))
+    assert {ofcompare.stats_signature(e) for e in entries} == {ofcompare.desired_signature(f) for f in fs}
 
 
 @pytest.mark.parametrize("lazy", [True, False])
@@ -160,7 +160,7 @@ def _slices_back_to_back_only_when_lazy(lazy: bool):
     import time
     dp = FakeDatapath()
     link = link_of(dp)
-    link.bundle([ofwire.encode_flow_mod(Flow("l2_fwd", 10, Match(reg2=i), (Output(1),), i)) for i in range(40)])
+    link.bundle([ofencode.encode_flow_mod(Flow("l2_fwd", 10, Match(reg2=i), (Output(1),), i)) for i in range(40)])
     dp.deferred = []
     seen, done = [], threading.Event()
 
@@ -185,14 +185,14 @@ def _dump_in_slices():
     dp = FakeDatapath()
     link = link_of(dp)
     fs = [Flow("l3_fwd", 10, Match(IP, nw_dst=f"10.0.{i}.0/24"), (Output(2),), i * 7919) for i in range(200)]
-    link.bundle([ofwire.encode_flow_mod(f) for f in fs])
-    whole = sorted(ofwire.stats_signature(e) for e in link.dump_flows())
+    link.bundle([ofencode.encode_flow_mod(f) for f in fs])
+    whole = sorted(ofcompare.stats_signature(e) for e in link.dump_flows())
     for slices in (2, 16):
         dp.dumps.clear()
         pairs = link.dump_flows(raw=True, slices=slices)
-        assert sorted(ofwire.entry_identity(raw)[1] for _, raw in pairs) == whole
+        assert sorted(ofcompare.entry_identity(raw)[1] for _, raw in pairs) == whole
         assert dp.dumps == [(i, slices - 1) for i in range(slices)]
-    assert sorted(ofwire.stats_signature(e) for e in link.dump_flows(slices=4)) == whole
+    assert sorted(ofcompare.stats_signature(e) for e in link.dump_flows(slices=4)) == whole
     with pytest.raises(ValueError):
         link.dump_flows(slices=3)
     assert link._pending == {}
@@ -205,14 +205,14 @@ def test_flow_stats_entries_are_parsed_on_first_use_and_equal_os_kens():
     dp = FakeDatapath()
     link = link_of(dp)
     fs = extra_flows()
-    link.bundle([ofwire.encode_flow_mod(f) for f in fs])
+    link.bundle([ofencode.encode_flow_mod(f) for f in fs])
     pairs = link.dump_flows(raw=True)
     for e, raw in pairs:
         assert type(e) is oflink.OFPFlowStats and isinstance(e, p13.OFPFlowStats)
         assert "match" not in e.__dict__ and raw is e.raw            # nothing parsed yet
         eager = p13.OFPFlowStats.parser(raw, 0)
         assert str(e) == str(eager) and e.to_jsondict() == eager.to_jsondict()
-        assert ofwire.stats_signature(e) == ofwire.stats_signature(eager)
+        assert ofcompare.stats_signature(e) == ofcompare.stats_signature(eager)
         for k, v in vars(eager).items():
             assert str(getattr(e, k)) == str(v), k
     # a whole reply through os-ken's own parser, both ways
@@ -238,7 +238,7 @@ def test_meanwhile_runs_after_everything_is_queued_and_before_the_wait():
         calls.append((len(dp.sent), dp.commits, len(link._pending)))
         dp.flush()
 
-    link.bundle([ofwire.encode_flow_mod(f) for f in flows(3000)], meanwhile=meanwhile)
+    link.bundle([ofencode.encode_flow_mod(f) for f in flows(3000)], meanwhile=meanwhile)
     sent = len(dp.sent)
     assert calls == [(sent, 1, 3000 + 3)] and len(dp.flows) == 3000   # all queued, reply not read yet
     dp.deferred = None
@@ -247,9 +247,9 @@ def test_meanwhile_runs_after_everything_is_queued_and_before_the_wait():
         raise RuntimeError("meanwhile failed")
 
     with pytest.raises(RuntimeError, match="meanwhile failed"):
-        link.bundle([ofwire.encode_flow_mod(f) for f in flows(3)], meanwhile=boom)
+        link.bundle([ofencode.encode_flow_mod(f) for f in flows(3)], meanwhile=boom)
     assert dp.commits == 2 and link._pending == {}
     dp.refuse = lambda m: True
     with pytest.raises(LinkError):       # the switch's refusal comes first
-        link.bundle([ofwire.encode_flow_mod(f) for f in flows(3)], meanwhile=boom)
+        link.bundle([ofencode.encode_flow_mod(f) for f in flows(3)], meanwhile=boom)
     assert link._pending == {}

@@ -11,7 +11,7 @@ from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from vpcnet.app import ofwire
+from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.model import IP, TCP, Controller, Flow, Goto, Load, Match, Output, SetField
 from vpcnet.flows.render import sorted_flows
@@ -25,14 +25,14 @@ FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")
 
 def entry_of(flow_mod: bytes) -> bytes:
     """The ofp_flow_stats entry a switch would report for a flow-mod's flow."""
-    length, cookie, table, priority = ofwire._FLOW_MOD_FIXED.unpack_from(flow_mod, 0)
+    length, cookie, table, priority = ofcompare._FLOW_MOD_FIXED.unpack_from(flow_mod, 0)
     body = flow_mod[48:length]
     return FLOW_STATS.pack(48 + len(body), table, 10, 20, priority, 0, 0, 0, cookie, 1, 2) + body
 
 
 def osken_identity(raw: bytes) -> tuple:
     e = parser.OFPFlowStats.parser(raw, 0)
-    return ofwire.stats_key(e), ofwire.stats_signature(e)
+    return ofcompare.stats_key(e), ofcompare.stats_signature(e)
 
 
 def osken_entry(table: int, priority: int, cookie: int, match, instructions) -> bytes:
@@ -46,33 +46,32 @@ def osken_entry(table: int, priority: int, cookie: int, match, instructions) -> 
 # --- encoding -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["add", "modify_strict", "delete_strict"])
 def test_direct_encoding_is_byte_identical_to_os_ken(command):
-    before = ofwire.ENCODER.fallbacks
+    before = ofencode.ENCODER.fallbacks
     bad = []
     for f in ALL_FLOWS:
         for cookie in (None, 0x1234_0500_0000_abcd):
-            got = ofwire.encode_flow_mod(f, command, cookie)
+            got = ofencode.encode_flow_mod(f, command, cookie)
             if got != ofwire.osken_flow_mod(f, command, cookie):
                 bad.append(f)
     assert not bad, bad[:3]
-    assert ofwire.ENCODER.fallbacks == before, "the direct path covers every compiled and test flow"
-    assert ofwire.Wire(DP).flow_mod_bytes(ALL_FLOWS[0], command) == ofwire.osken_flow_mod(ALL_FLOWS[0], command)
+    assert ofencode.ENCODER.fallbacks == before, "the direct path covers every compiled and test flow"
 
 
 def test_cookie_replaces_the_flows_cookie_only():
     f = ALL_FLOWS[3]
-    a, b = ofwire.encode_flow_mod(f), ofwire.encode_flow_mod(f, cookie=7)
+    a, b = ofencode.encode_flow_mod(f), ofencode.encode_flow_mod(f, cookie=7)
     assert a[:8] == b[:8] and a[16:] == b[16:] and struct.unpack_from("!Q", b, 8)[0] == 7
 
 
 def test_whole_flow_fallback_to_os_ken(monkeypatch):
     def refuse(self, match):
-        raise ofwire._Fallback("test")
+        raise ofencode._Fallback("test")
 
-    monkeypatch.setattr(ofwire.FlowEncoder, "match_bytes", refuse)
-    before = ofwire.ENCODER.fallbacks
+    monkeypatch.setattr(ofencode.FlowEncoder, "match_bytes", refuse)
+    before = ofencode.ENCODER.fallbacks
     for f in ALL_FLOWS[:50]:
-        assert ofwire.encode_flow_mod(f, cookie=5) == ofwire.osken_flow_mod(f, cookie=5)
-    assert ofwire.ENCODER.fallbacks == before + 50
+        assert ofencode.encode_flow_mod(f, cookie=5) == ofwire.osken_flow_mod(f, cookie=5)
+    assert ofencode.ENCODER.fallbacks == before + 50
 
 
 def test_per_field_and_per_action_fallbacks_give_os_kens_bytes(monkeypatch):
@@ -83,53 +82,54 @@ def test_per_field_and_per_action_fallbacks_give_os_kens_bytes(monkeypatch):
            ("ipv6_src", "fd00::/16"), ("reg0", [5, 0xF]), ("metadata", (1 << 64) + 3), ("arp_tpa", "10.1.2.3"),
            ("reg1", (7, 3))]
     for k, uv in list(kwargs) + odd:
-        assert ofwire._oxm_tlv(k, uv) == ofwire._osken_tlv(k, uv), (k, uv)
-    monkeypatch.setattr(ofwire, "_DIRECT_FIELDS", {})
-    ofwire.ENCODER.clear()
+        assert ofencode._oxm_tlv(k, uv) == ofencode._osken_tlv(k, uv), (k, uv)
+    monkeypatch.setattr(ofencode, "_DIRECT_FIELDS", {})
+    ofencode.ENCODER.clear()
     try:
         for f in ALL_FLOWS:
-            assert ofwire.encode_flow_mod(f) == ofwire.osken_flow_mod(f)
+            assert ofencode.encode_flow_mod(f) == ofwire.osken_flow_mod(f)
     finally:
-        ofwire.ENCODER.clear()
+        ofencode.ENCODER.clear()
 
 
 def test_unsupported_flows_raise_as_before():
     meter = Flow("egress_policy", 10, Match(IP), (Controller(max_len=100, meter_id=3),), 0x77)
     with pytest.raises(ofwire.UnsupportedFlow, match=r"cookie=0x77, table=egress_policy, priority=10,ip.*meter"):
-        ofwire.encode_flow_mod(meter)
+        ofencode.encode_flow_mod(meter)
     with pytest.raises(ofwire.UnsupportedFlow, match="PCP"):
-        ofwire.encode_flow_mod(Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (), 1))
+        ofencode.encode_flow_mod(Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (), 1))
     with pytest.raises(ValueError, match="bad flow command"):
-        ofwire.encode_flow_mod(ALL_FLOWS[0], "modify")
+        ofencode.encode_flow_mod(ALL_FLOWS[0], "modify")
 
 
 def test_caches_are_bounded(monkeypatch):
-    monkeypatch.setattr(ofwire, "_CACHE_LIMIT", 10)
-    monkeypatch.setattr(ofwire, "_TLV_TERMS", {})
-    monkeypatch.setattr(ofwire, "_ACTION_NORMS", {})
-    enc = ofwire.FlowEncoder()
+    monkeypatch.setattr(ofencode, "_CACHE_LIMIT", 10)
+    monkeypatch.setattr(ofcompare, "_CACHE_LIMIT", 10)
+    monkeypatch.setattr(ofcompare, "_TLV_TERMS", {})
+    monkeypatch.setattr(ofcompare, "_ACTION_NORMS", {})
+    enc = ofencode.FlowEncoder()
     for f in ALL_FLOWS[:200]:
         assert enc.flow_mod(f) == ofwire.osken_flow_mod(f)
-        ofwire.flow_mod_identity(enc.flow_mod(f))
+        ofcompare.flow_mod_identity(enc.flow_mod(f))
     assert len(enc._fields) <= 10 and len(enc._actions) <= 10
-    assert len(ofwire._TLV_TERMS) <= 10 and len(ofwire._ACTION_NORMS) <= 10
+    assert len(ofcompare._TLV_TERMS) <= 10 and len(ofcompare._ACTION_NORMS) <= 10
 
 
 # --- identity from bytes --------------------------------------------------------------------------
 def test_identity_of_our_bytes_equals_the_os_ken_signature():
     for f in ALL_FLOWS:
         msg = ofwire.Wire(DP).flow_mod(f)
-        want = (ofwire.stats_key(msg), ofwire.stats_signature(msg))
-        assert ofwire.flow_identity(f) == want
-        assert (ofwire.desired_key(f), ofwire.desired_signature(f)) == want
-        raw = entry_of(ofwire.encode_flow_mod(f))
-        assert ofwire.entry_identity(raw) == osken_identity(raw) == want
+        want = (ofcompare.stats_key(msg), ofcompare.stats_signature(msg))
+        assert ofcompare.flow_identity(f) == want
+        assert (ofcompare.desired_key(f), ofcompare.desired_signature(f)) == want
+        raw = entry_of(ofencode.encode_flow_mod(f))
+        assert ofcompare.entry_identity(raw) == osken_identity(raw) == want
 
 
 def test_identity_with_cookie():
     f = ALL_FLOWS[5]
-    key, sig = ofwire.flow_identity(f, cookie=0x0001_0000_0000_0042)
-    assert sig[2] == 0x0001_0000_0000_0042 and key == ofwire.desired_key(f)
+    key, sig = ofcompare.flow_identity(f, cookie=0x0001_0000_0000_0042)
+    assert sig[2] == 0x0001_0000_0000_0042 and key == ofcompare.desired_key(f)
 
 
 def _echo_variants():
@@ -190,8 +190,8 @@ def test_identity_of_other_encodings_equals_the_os_ken_signature():
     for i, m in enumerate(matches):
         for j, ins in enumerate(instructions):
             raw = osken_entry(7, 100 + i, 0x99 + j, m, ins)
-            assert ofwire.entry_identity(raw) == osken_identity(raw), (m, ins)
-            seen.add(ofwire.entry_identity(raw))
+            assert ofcompare.entry_identity(raw) == osken_identity(raw), (m, ins)
+            seen.add(ofcompare.entry_identity(raw))
     assert len({s for _, s in seen}) == len(seen)
 
 
@@ -203,7 +203,7 @@ def test_the_direct_decoders_agree_with_os_ken_on_every_action():
     for f in ALL_FLOWS:
         for a in f.actions:
             if not isinstance(a, Goto):
-                raws.add(ofwire.ENCODER.action_bytes(a))
+                raws.add(ofencode.ENCODER.action_bytes(a))
     for ins in instructions:
         for i in ins:
             for a in getattr(i, "actions", None) or []:
@@ -217,9 +217,9 @@ def test_the_direct_decoders_agree_with_os_ken_on_every_action():
             n = struct.unpack_from("!H", raw, p + 2)[0]
             split.add(raw[p:p + n])
             p += n
-    ofwire._ACTION_NORMS.clear()
+    ofcompare._ACTION_NORMS.clear()
     for raw in split:
-        assert ofwire._action_norm(raw) == ofwire._normalize_action(parser.OFPAction.parser(raw, 0)), raw.hex()
+        assert ofcompare._action_norm(raw) == ofcompare._normalize_action(parser.OFPAction.parser(raw, 0)), raw.hex()
 
 
 def test_signatures_tell_hand_changes_apart():
@@ -229,9 +229,9 @@ def test_signatures_tell_hand_changes_apart():
                 Flow(f.table, f.priority, f.match, f.actions[1:], f.cookie),
                 Flow(f.table, f.priority, f.match, (Load(BitField("S", "reg2", 0, 15), 5), *f.actions[1:]), f.cookie),
                 Flow(f.table, f.priority, f.match, f.actions, 10)]
-    key, sig = ofwire.flow_identity(f)
+    key, sig = ofcompare.flow_identity(f)
     for v in variants:
-        vkey, vsig = ofwire.entry_identity(entry_of(ofwire.encode_flow_mod(v)))
+        vkey, vsig = ofcompare.entry_identity(entry_of(ofencode.encode_flow_mod(v)))
         assert vkey == key and vsig != sig
 
 
@@ -241,6 +241,6 @@ def test_a_bench_cluster_encodes_and_reads_back_like_os_ken():
     flows = sorted_flows({f for fl in node_flows(20, 300, 2).values() for f in fl})
     assert len(flows) > 800
     for f in flows:
-        b = ofwire.encode_flow_mod(f, cookie=f.cookie | 1 << 48)
+        b = ofencode.encode_flow_mod(f, cookie=f.cookie | 1 << 48)
         assert b == ofwire.osken_flow_mod(f, cookie=f.cookie | 1 << 48)
-        assert ofwire.entry_identity(entry_of(b)) == osken_identity(entry_of(b))
+        assert ofcompare.entry_identity(entry_of(b)) == osken_identity(entry_of(b))

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from vpcnet.app import ofwire
+from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app.reconciler import Reconciler, dump_slices, next_round
@@ -41,11 +41,11 @@ def n_flows(d) -> int:
 
 
 def switch_signatures(dp) -> set:
-    return {ofwire.entry_identity(dp.entry_bytes(k))[1] for k in dp.flows}
+    return {ofcompare.entry_identity(dp.entry_bytes(k))[1] for k in dp.flows}
 
 
 def expected_signatures(d, rnd: int) -> set:
-    return {ofwire.desired_signature(dataclasses.replace(f, cookie=cookies.with_round(f.cookie, rnd)))
+    return {ofcompare.desired_signature(dataclasses.replace(f, cookie=cookies.with_round(f.cookie, rnd)))
             for flows in d.values() for f in flows}
 
 
@@ -149,18 +149,18 @@ def test_audit_finds_and_repairs_drift_and_reuses_what_it_learnt():
     assert rec.audit() == {} and rec._sent == {}
     l2 = PIPELINE.id("l2_fwd")
     altered = dp.key_of(l2, 50)
-    dp.set_instructions(altered, ofwire.ENCODER.instructions_bytes((Output(99),)))
+    dp.set_instructions(altered, ofencode.ENCODER.instructions_bytes((Output(99),)))
     deleted = dp.key_of(PIPELINE.id("l3_neigh"), 200)
     del dp.flows[deleted]
-    extra = ofwire.encode_flow_mod(Flow("canary", 7, Match(reg1=3), (), 0x5))
+    extra = ofencode.encode_flow_mod(Flow("canary", 7, Match(reg1=3), (), 0x5))
     link.send(extra)
     calls = []
-    real = ofwire.entry_identity
-    ofwire.entry_identity = lambda raw: calls.append(raw) or real(raw)
+    real = ofcompare.entry_identity
+    ofcompare.entry_identity = lambda raw: calls.append(raw) or real(raw)
     try:
         drift = rec.audit()
     finally:
-        ofwire.entry_identity = real
+        ofcompare.entry_identity = real
     assert drift == {"altered": 1, "missing": 1, "extra": 1}
     assert len(calls) == 2          # only the altered and the extra entry were new to it
     assert switch_signatures(dp) == expected_signatures(d, 1)
@@ -231,7 +231,7 @@ def test_big_bridges_are_dumped_in_slices(monkeypatch):
     assert len(dp.dumps) == dump_slices(n) > 1            # resync: as many as it will install
     dp.dumps.clear()
     l2 = PIPELINE.id("l2_fwd")
-    dp.set_instructions(dp.key_of(l2, 50), ofwire.ENCODER.instructions_bytes((Output(99),)))
+    dp.set_instructions(dp.key_of(l2, 50), ofencode.ENCODER.instructions_bytes((Output(99),)))
     assert rec.audit() == {"altered": 1}
     assert len(dp.dumps) == dump_slices(n)
     assert rec.audit() == {}
@@ -251,14 +251,14 @@ def test_read_back_equals_the_per_flow_signature_comparison():
     dp, link, rec, _ = setup()
     d = desired()
     rec.resync(d)
-    dp.set_instructions(dp.key_of(PIPELINE.id("l2_fwd"), 50), ofwire.ENCODER.instructions_bytes((Output(99),)))
-    link.send(ofwire.encode_flow_mod(Flow("canary", 7, Match(reg1=3), (), 0x5)))
+    dp.set_instructions(dp.key_of(PIPELINE.id("l2_fwd"), 50), ofencode.ENCODER.instructions_bytes((Output(99),)))
+    link.send(ofencode.encode_flow_mod(Flow("canary", 7, Match(reg1=3), (), 0x5)))
     # what FlowEngine.installed computes today
-    wanted = {ofwire.desired_signature(f): f for f in rec.flows()}
+    wanted = {ofcompare.desired_signature(f): f for f in rec.flows()}
     ours, other = [], []
     for s in link.dump_flows():
-        flow = wanted.get(ofwire.stats_signature(s))
-        (ours.append(flow) if flow is not None else other.append(ofwire.describe_stats(s)))
+        flow = wanted.get(ofcompare.stats_signature(s))
+        (ours.append(flow) if flow is not None else other.append(ofcompare.describe_stats(s)))
     got_ours, got_other = rec.read_back()
     assert got_ours == ours and len(ours) == n_flows(d) - 1
-    assert sorted(ofwire.describe_stats(s) for s in got_other) == sorted(other) and len(other) == 2
+    assert sorted(ofcompare.describe_stats(s) for s in got_other) == sorted(other) and len(other) == 2
