@@ -314,7 +314,7 @@ _LEAF_KEYS = {"name": "name", "vtepIp": "vtep_ip", "vtep_ip": "vtep_ip", "asn": 
               "model": "model", "driver": "driver", "ports": "ports", "routerId": "router_id",
               "router_id": "router_id", "vtepInterface": "vtep_interface",
               "vtep_interface": "vtep_interface", "peers": "peers", "managementAddress": None,
-              "credentialsRef": None}
+              "credentialsRef": None, "managementNamespace": None}
 
 
 def _from(kind: str, cls, keys: dict, data) -> Any:

@@ -14,7 +14,7 @@ from .shared import SpecContext
 
 __all__ = [
     "VALIDATORS", "ANN_IP_ADDRESS", "ANN_MAC_ADDRESS", "ANN_SUBNET", "ANN_IP_POOL",
-    "ANN_SECURITY_GROUPS", "ANN_ORIGIN", "POD_ANNOTATIONS", "LEAF_DEFAULT_PORTS",
+    "ANN_SECURITY_GROUPS", "ANN_ORIGIN", "POD_ANNOTATIONS", "LEAF_DEFAULT_PORTS", "LEAF_MODELS",
 ]
 
 ANN_PREFIX = "vpcnet.io/"
@@ -27,6 +27,10 @@ ANN_ORIGIN = "vpcnet.io/origin"   # set by the store: "cni" = created by the CNI
 POD_ANNOTATIONS = (ANN_IP_ADDRESS, ANN_MAC_ADDRESS, ANN_SUBNET, ANN_IP_POOL, ANN_SECURITY_GROUPS, ANN_ORIGIN)
 
 LEAF_DEFAULT_PORTS = {"netconf": 830, "vtep": 6640}
+# The NETCONF data models vpcnet renders (fabric/render.py); "vpcnet-leaf" is vpcnet's own small
+# model, spoken by the lab's leaves (netconfd cannot load OpenConfig network-instance).
+LEAF_MODELS = ("openconfig", "nxos", "huawei", "vpcnet-leaf")
+_NETNS_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
@@ -262,16 +266,58 @@ def leaf_spec(f: Fields, ctx: SpecContext) -> dict[str, Any]:
     cred = f.get("credentialsRef", dns_subdomain)
     if cred is not None:
         spec["credentialsRef"] = cred
+    namespace = f.get("managementNamespace", _netns_name)
+    if namespace is not None:
+        spec["managementNamespace"] = namespace
     spec["vtepIp"] = f.get("vtepIp", ip_check(version=4), required=True)
     spec["asn"] = f.int("asn", 1, 4294967295, required=True)
-    model = f.enum("model", ("openconfig", "nxos", "huawei"), default="openconfig")
-    if driver == "vtep" and f.has("model"):
-        r.bad(f.at("model"), f.data.get("model"), "only applies to driver netconf")
-    elif driver != "vtep":
+    model = f.enum("model", LEAF_MODELS, default="openconfig")
+    netconf_only = ("model", "routerId", "vtepInterface", "peers")
+    if driver == "vtep":
+        for key in netconf_only:
+            if f.has(key):
+                r.bad(f.at(key), f.data.get(key), "only applies to driver netconf")
+    else:
         spec["model"] = model
+        router_id = f.get("routerId", ip_check(version=4))
+        if router_id is not None:
+            spec["routerId"] = router_id
+        vtep_if = f.get("vtepInterface", iface_name)
+        if vtep_if is not None:
+            spec["vtepInterface"] = vtep_if
+        peers = f.list("peers", _bgp_peer)
+        if peers is not None and f.has("peers"):
+            spec["peers"] = peers
     spec["ports"] = f.get("ports", list_of(check_nonempty_str, unique=True), default=[])
     f.done()
     return spec
+
+
+def _netns_name(r: Reporter, path: str, value: Any) -> str | None:
+    """A network namespace name (as under /var/run/netns): the controller opens its management
+    sessions to the leaf from there (a management VRF on a real controller host; the lab's
+    management namespace, which has no default route)."""
+    if not isinstance(value, str) or not _NETNS_RE.fullmatch(value):
+        r.bad(path, value, "must be a network namespace name (1-64 of letters, digits, '.', '_', '-')")
+        return None
+    return value
+
+
+def _bgp_peer(r: Reporter, path: str, value: Any) -> dict | None:
+    """One BGP EVPN neighbour of the leaf (a spine or route server): address, asn, description."""
+    if check_map(r, path, value) is None:
+        return None
+    f = Fields(r, value, path)
+    address = f.get("address", ip_check(), required=True)
+    asn = f.int("asn", 1, 4294967295, required=True)
+    description = f.str("description")
+    f.done()
+    if address is None or asn is None:
+        return None
+    out: dict[str, Any] = {"address": address, "asn": asn}
+    if description:
+        out["description"] = description
+    return out
 
 
 VALIDATORS = {"Pod": pod_spec, "Node": node_spec, "Leaf": leaf_spec}
