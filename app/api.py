@@ -11,6 +11,8 @@ Routes (all JSON):
   POST /v1/pods/release {"namespace","name"}     CNI DEL: release a CNI-created pod's address
   GET  /v1/pods/NS/NAME/flows[?wait=SECONDS]     are the pod's flows on its bridge? (long poll)
   GET  /v1/flows/NODE[?table=T&owner=O&installed=1]   compiled (or read back) br-int flows
+  GET  /v1/fabric/plan[?leaf=A,B]                 per-leaf changes a sync would make (nothing sent)
+  POST /v1/fabric/sync {"leaves": [...]}          apply them (all NETCONF leaves when omitted)
 """
 from __future__ import annotations
 
@@ -42,9 +44,10 @@ class ApiError(Exception):
 class Api:
     """Routes requests to the store. Transport-free, so tests and other servers can call `handle`."""
 
-    def __init__(self, store, flows=None):
+    def __init__(self, store, flows=None, fabric=None):
         self.store = store
         self.flows = flows  # FlowEngine, when this controller serves OpenFlow
+        self.fabric = fabric  # FabricEngine (NETCONF leaves)
         self.lock = threading.Lock()  # changes are serialised; reads run in parallel
 
     def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
@@ -116,7 +119,25 @@ class Api:
             return {"ready": ready, "reason": reason}
         if method == "GET" and parts[:1] == ["flows"] and len(parts) == 2:
             return self._flows(parts[1], query)
+        if parts[:1] == ["fabric"] and parts[1:] in (["plan"], ["sync"]):
+            return self._fabric(method, parts[1], query, body)
         raise ApiError(404, f"unknown route {method} /v1/{'/'.join(parts)}")
+
+    def _fabric(self, method: str, what: str, query: dict, body: dict) -> dict:
+        from vpcnet.app.fabric import FabricError
+        if self.fabric is None:
+            raise ApiError(409, "this controller does not manage leaves")
+        want = "GET" if what == "plan" else "POST"
+        if method != want:
+            raise ApiError(405, f"fabric/{what}: use {want}")
+        leaves = body.get("leaves") if what == "sync" else [x for x in query.get("leaf", "").split(",") if x]
+        if leaves is not None and (not isinstance(leaves, list) or not all(isinstance(x, str) for x in leaves)):
+            raise ApiError(400, f"fabric/sync: leaves: must be a list of leaf names, got {leaves!r}")
+        try:
+            reports = self.fabric.plan(leaves) if what == "plan" else self.fabric.sync(leaves)
+        except FabricError as exc:
+            raise ApiError(409, str(exc)) from None
+        return {"leaves": [r.as_dict() for r in reports]}
 
     def _flows(self, node: str, query: dict) -> dict:
         from vpcnet.flows import render

@@ -135,6 +135,32 @@ def cmd_flows(args):
     return 0
 
 
+def cmd_fabric(args):
+    """`vpcnet fabric plan|sync [LEAF...]`: what the leaves would get / apply it. Exit 1 when a leaf
+    failed (plan: could not be read; sync: refused or unreachable), 2 when plan found changes and
+    --detailed-exitcode was given (as terraform does, for scripts)."""
+    import urllib.parse
+    if args.action == "plan":
+        query = f"?leaf={urllib.parse.quote(','.join(args.leaves))}" if args.leaves else ""
+        payload = _call(args, "GET", f"/v1/fabric/plan{query}")
+    else:
+        payload = _call(args, "POST", "/v1/fabric/sync", {"leaves": args.leaves or None})
+    failed = changed = 0
+    for leaf in payload["leaves"]:
+        if leaf["error"]:
+            failed += 1
+            print(f"leaf {leaf['leaf']} ({leaf['model']}): ERROR {leaf['error']}")
+            continue
+        changed += bool(leaf["changes"])
+        text = leaf["text"].rstrip("\n")
+        if args.action == "sync":
+            text = text.replace(" change(s)", " change(s) applied", 1) if leaf["applied"] else text
+        print(text + (f"  [{leaf['seconds']:.2f}s]" if args.action == "sync" else ""))
+    if failed:
+        return 1
+    return 2 if args.action == "plan" and changed and args.detailed_exitcode else 0
+
+
 def cmd_demo(args):
     from vpcnet.app.demo import run_demo
     return run_demo(args)
@@ -199,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--owner", help="only this owner's flows (e.g. pod/NS/NAME, subnet/NAME, vpc/NAME, base)")
     f.add_argument("--installed", action="store_true", help="read the flows back from the switch")
     f.set_defaults(func=cmd_flows)
+
+    fb = sub.add_parser("fabric", help="leaf configuration over NETCONF: plan (show, send nothing) or sync (apply)")
+    fb.add_argument("action", choices=("plan", "sync"))
+    fb.add_argument("leaves", nargs="*", help="leaf names (default: every NETCONF leaf)")
+    fb.add_argument("--detailed-exitcode", action="store_true", help="plan: exit 2 when a leaf needs changes")
+    fb.set_defaults(func=cmd_fabric)
 
     m = sub.add_parser("demo", help="start a controller on a private state database, apply examples/, show the result")
     m.add_argument("--examples", default=None, help="manifests to apply (default: the bundled examples/)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vpcnet.app import api as api_mod
 from vpcnet.app import ofapp
+from vpcnet.app.fabric import FabricEngine
 from vpcnet.app.flowengine import FlowEngine
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.ipam.allocator import Allocator
@@ -49,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--of-ca", help="CA certificates that switch certificates must chain to")
     p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
                    help="how often every bridge's flows are dumped and drift repaired (default %(default)s)")
+    p.add_argument("--fabric-credentials", metavar="DIR",
+                   help="directory of <credentialsRef>.json files ({\"username\", \"keyFile\"}) for NETCONF leaves; "
+                        "without it the controller does not configure leaves")
+    p.add_argument("--fabric-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="how often every leaf's running configuration is read back and compared (default 60)")
+    p.add_argument("--fabric-no-repair", action="store_true",
+                   help="report drift found on leaves (metrics, log, `vpcnet fabric plan`) without repairing it")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO")
 
@@ -61,6 +69,7 @@ class Controller:
         self.api = None
         self.http = None
         self.flows: FlowEngine | None = None
+        self.fabric: FabricEngine | None = None
         self.metrics_server = None
         self.stopping = threading.Event()
 
@@ -88,7 +97,13 @@ class Controller:
                 raise SystemExit("--of-cert and --of-key go together")
             self.flows = FlowEngine(remote, self.metrics, audit_interval=self.args.audit_interval).start()
             ofapp.run(self.flows, self.args.of_listen, self.args.of_cert, self.args.of_key, self.args.of_ca)
-        self.http = api_mod.serve(api_mod.Api(self.store, self.flows), self.api_address, self.args.api_token,
+        if self.args.fabric_credentials:
+            self.fabric = FabricEngine(self.api, self.metrics, self.args.fabric_credentials,
+                                       interval=self.args.fabric_interval,
+                                       repair=not self.args.fabric_no_repair).start()
+        else:
+            self.fabric = FabricEngine(self.api, self.metrics)   # plan/sync answer with a clear error
+        self.http = api_mod.serve(api_mod.Api(self.store, self.flows, self.fabric), self.api_address, self.args.api_token,
                                   self.args.api_cert, self.args.api_key)
         threading.Thread(target=self._reaper, name="ip-quarantine-reaper", daemon=True).start()
         LOG.info("vpcnet controller ready in %.2fs: api %s, state database %s, ip quarantine %ss, "
@@ -123,6 +138,8 @@ class Controller:
             self.http.server_close()
         if self.flows is not None:
             self.flows.stop()
+        if self.fabric is not None:
+            self.fabric.stop()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         if self.api is not None:

@@ -63,6 +63,12 @@ class Metrics:
                               ["where"], registry=r)
         self.problems = Gauge("vpcnet_intent_problems", "Objects left out of compilation because they "
                               "cannot be compiled", registry=r)
+        self.fabric_syncs = Counter("vpcnet_fabric_syncs", "NETCONF syncs of a leaf, by result (applied, failed)",
+                                    ["leaf", "result"], registry=r)
+        self.fabric_drift = Counter("vpcnet_fabric_drift", "Differences found on a leaf's running configuration "
+                                    "inside vpcnet's ranges by the periodic check", ["leaf"], registry=r)
+        self.fabric_leaf_up = Gauge("vpcnet_fabric_leaf_up", "1 when the last NETCONF session to the leaf worked",
+                                    ["leaf"], registry=r)
         self.datapaths.labels(known="true").set(0)
         self.datapaths.labels(known="false").set(0)
 
