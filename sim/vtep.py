@@ -226,21 +226,26 @@ class PrivateVtep:
 
     def emulator_bridges(self) -> list[str]:
         """The bridges ovs-vtep created: per-Logical_Switch bridges and vtep_bfd."""
-        out = []
+        return [br for br, ids in self._bridge_ids().items()
+                if "vtep_logical_switch=true" in ids.split() or br == BFD_BRIDGE]
+
+    def _bridge_ids(self) -> dict[str, str]:
+        """bridge -> its external ids (``k=v`` lines). ovs-vtep creates and deletes bridges while
+        we look: one that is gone between list-br and the lookup is skipped, not an error."""
+        out = {}
         for br in self.ovs_vsctl("list-br").split():
-            ids = self.ovs_vsctl("br-get-external-id", br)
-            if "vtep_logical_switch=true" in ids.split() or br == BFD_BRIDGE:
-                out.append(br)
+            try:
+                out[br] = self.ovs_vsctl("br-get-external-id", br)
+            except OvsError:
+                continue
         return out
 
     def ls_bridges(self) -> dict[str, str]:
         """Logical_Switch name -> the OVS bridge ovs-vtep made for it."""
         out = {}
-        for br in self.emulator_bridges():
-            if br == BFD_BRIDGE:
-                continue
-            ids = dict(kv.split("=", 1) for kv in self.ovs_vsctl("br-get-external-id", br).split())
-            if "logical_switch_name" in ids:
+        for br, text in self._bridge_ids().items():
+            ids = dict(kv.split("=", 1) for kv in text.split())
+            if br != BFD_BRIDGE and ids.get("vtep_logical_switch") == "true" and "logical_switch_name" in ids:
                 out[ids["logical_switch_name"]] = br
         return out
 
