@@ -15,6 +15,11 @@ and its other members are merged back one by one, so foreign VLANs in the range 
 
 ``LeafPlan.text()`` is what a future ``vpcnet fabric plan`` prints; ``LeafPlan.edit_config()``
 is the ``<config>`` for ``<edit-config>`` (default-operation merge).
+
+The comparison itself (:func:`diff_inventories`) is model-neutral: another model's differ
+(diff_leaf.py) passes its own headlines and kind order, and may ask for ``replace_kinds``: a
+``~`` on an object of such a kind becomes ``replace`` of the whole object with its desired
+content instead of merge/delete of single leaves.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ class Change:
     details: tuple[str, ...]     # human-readable, already sorted
     merges: tuple[tuple[Path, str], ...] = ()        # absolute leaf path -> value
     deletes: tuple[tuple[Path, str | None], ...] = ()  # absolute path (+ leaf-list raw value)
+    replaces: tuple[Path, ...] = ()                  # list entries sent with operation=replace
 
     def text(self) -> str:
         head = f"{self.op} {self.kind} {self.name}"
@@ -83,6 +89,8 @@ class LeafPlan:
     leaf: str
     model: str
     changes: tuple[Change, ...]
+    # prefixes declared on <config> for identity values (OpenConfig's by default)
+    prefixes: tuple[tuple[str, str], ...] = tuple(IDENTITY_PREFIXES.items())
 
     @property
     def empty(self) -> bool:
@@ -95,12 +103,15 @@ class LeafPlan:
         return "\n".join(lines) + "\n"
 
     def edit_config(self) -> etree._Element:
-        """``<config>`` with ``nc:operation`` merge/delete for every change (deterministic)."""
+        """``<config>`` with ``nc:operation`` merge/delete/replace for every change
+        (deterministic)."""
         config = etree.Element(f"{{{NC_NS}}}config",
-                               nsmap={None: NC_NS, "nc": NC_NS, **IDENTITY_PREFIXES})
+                               nsmap={None: NC_NS, "nc": NC_NS, **dict(self.prefixes)})
         for ch in self.changes:
             for path, raw in ch.deletes:
                 _delete(config, path, raw)
+            for path in ch.replaces:
+                _replace(config, path)
             for path, value in ch.merges:
                 _merge(config, path, value)
         return config
@@ -133,6 +144,17 @@ def _merge(config: etree._Element, path: Path, value: str) -> None:
     e.text = value
 
 
+def _replace(config: etree._Element, path: Path) -> None:
+    """The list entry at ``path`` (keys only) with ``operation="replace"``; the change's merges
+    then fill it in (``_child`` finds it by its keys)."""
+    parent = _ensure(config, path[:-1])
+    tag, keys = path[-1]
+    e = sub(parent, etree.QName(tag).localname, etree.QName(tag).namespace)
+    for k, v in keys:
+        leaf(e, etree.QName(k).localname, v, etree.QName(k).namespace)
+    e.set(_OP, "replace")
+
+
 def _delete(config: etree._Element, path: Path, raw: str | None) -> None:
     parent = _ensure(config, path[:-1])
     tag, keys = path[-1]
@@ -149,9 +171,9 @@ def _value_for_xml(tag: str, canon: str) -> str:
     return f"route-target:{canon}" if _local(tag).endswith("route-target") else canon
 
 
-def _headline(obj: Obj) -> tuple[str, ...]:
+def _headline(obj: Obj, headlines: dict | None = None) -> tuple[str, ...]:
     out = []
-    for want in _HEADLINES.get(obj.kind, ()):
+    for want in (_HEADLINES if headlines is None else headlines).get(obj.kind, ()):
         for path, value in sorted(obj.leaves.items()):
             if _local(path[-1][0]) == want:
                 out.append(f"{want}={value}")
@@ -239,13 +261,19 @@ def _compare(want: Obj, have: Obj) -> Change | None:
     return Change("~", want.kind, want.name, tuple(details), tuple(merges), tuple(deletes))
 
 
-def diff_inventories(want: dict, have: dict) -> tuple[Change, ...]:
-    """Changes turning inventory ``have`` into ``want`` (both from :func:`inventory`)."""
+def diff_inventories(want: dict, have: dict, *, headlines: dict | None = None,
+                     kind_order: tuple[str, ...] = KIND_ORDER,
+                     replace_kinds: frozenset = frozenset()) -> tuple[Change, ...]:
+    """Changes turning inventory ``have`` into ``want`` (both ``{(kind, name): Obj}``, e.g. from
+    :func:`inventory`). ``headlines``: per kind, the leaves shown on ``+`` lines (default:
+    OpenConfig's); ``kind_order``: the order of the plan; ``replace_kinds``: kinds whose ``~``
+    is sent as ``replace`` of the whole object (its root must be a list entry)."""
     changes = []
     for key in set(want) | set(have):
         w, h = want.get(key), have.get(key)
         if h is None:
-            changes.append(Change("+", w.kind, w.name, _headline(w), tuple(_all_merges(w))))
+            changes.append(Change("+", w.kind, w.name, _headline(w, headlines),
+                                  tuple(_all_merges(w))))
         elif w is None:
             if h.deletable:
                 changes.append(Change("-", h.kind, h.name, (), (), ((h.root, None),)))
@@ -259,9 +287,11 @@ def diff_inventories(want: dict, have: dict) -> tuple[Change, ...]:
                                       tuple(deletes)))
         else:
             ch = _compare(w, h)
+            if ch is not None and w.kind in replace_kinds:
+                ch = Change("~", w.kind, w.name, ch.details, tuple(_all_merges(w)), (), (w.root,))
             if ch is not None:
                 changes.append(ch)
-    order = {k: i for i, k in enumerate(KIND_ORDER)}
+    order = {k: i for i, k in enumerate(kind_order)}
     return tuple(sorted(changes, key=lambda c: (order.get(c.kind, 99), _natural(c.name), c.op)))
 
 

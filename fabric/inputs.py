@@ -33,7 +33,7 @@ __all__ = [
 
 MAX_VNI = 16777215
 L3_MODES = ("distributed", "fabric")   # Vpc spec.l3Mode; "fabric": the leaves' anycast gateway routes
-LEAF_MODELS = ("openconfig", "nxos", "huawei")
+LEAF_MODELS = ("openconfig", "nxos", "huawei", "vpcnet-leaf")
 _PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,11}")
 
 

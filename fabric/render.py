@@ -5,7 +5,7 @@ from typing import Callable
 
 from lxml import etree
 
-from . import render_huawei, render_nxos, render_openconfig
+from . import render_huawei, render_leaf, render_nxos, render_openconfig
 from .inputs import InputError
 from .model import LeafState
 from .xmlutil import to_text
@@ -16,6 +16,7 @@ RENDERERS: dict[str, Callable[[LeafState], etree._Element]] = {
     "openconfig": render_openconfig.render,
     "nxos": render_nxos.render,
     "huawei": render_huawei.render,
+    "vpcnet-leaf": render_leaf.render,
 }
 
 

@@ -38,7 +38,7 @@ def test_golden(states, model, scenario, leaf):
 
 
 def test_registry_and_unknown_model(states):
-    assert sorted(RENDERERS) == ["huawei", "nxos", "openconfig"]
+    assert sorted(RENDERERS) == ["huawei", "nxos", "openconfig", "vpcnet-leaf"]
     with pytest.raises(InputError, match="leaf leaf-1: model='junos' has no renderer"):
         render(states["examples"]["leaf-1"], "junos")
 
