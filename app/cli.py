@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--detailed-exitcode", action="store_true", help="plan: exit 2 when a leaf needs changes")
     fb.set_defaults(func=cmd_fabric)
 
+    from vpcnet.sim.cli import add_lab_commands
+    add_lab_commands(sub)
+
     m = sub.add_parser("demo", help="start a controller on a private state database, apply examples/, show the result")
     m.add_argument("--examples", default=None, help="manifests to apply (default: the bundled examples/)")
     m.add_argument("--keep", action="store_true", help="keep the controller running after the demo")

@@ -43,6 +43,8 @@ from vpcnet.fabric.render import render
 LOG = logging.getLogger(__name__)
 
 FABRIC_TABLES = ("Vpc", "Subnet", "Node", "Leaf")
+# get-config filters per model: only the part vpcnet owns (netconfd also returns its nacm data)
+_SUBTREES = {"vpcnet-leaf": '<leaf xmlns="urn:vpcnet:yang:leaf"/>'}
 _SUBNET_SPEC_KEYS = ("private",)
 
 
@@ -200,26 +202,35 @@ class FabricEngine:
             from vpcnet.fabric import netconf
             target = self.target(state.leaf, spec)
             differ = _differ(state.model)
-            if differ is not None:
-                running = netconf.read_running(target)
+            subtree = _SUBTREES.get(state.model)
+
+            def plan_payload(running):
                 plan: LeafPlan = differ(state, running)
                 report.changes = tuple(c.text() for c in plan.changes)
                 report.text = plan.text()
-                payload = plan.edit_config() if plan.changes else None
-            else:   # no read-back model for this vendor yet: send the whole rendered config (merge)
+                return plan.edit_config() if plan.changes else None
+
+            if differ is None:   # no read-back for this vendor model yet: merge the whole rendered config
                 report.text = (f"leaf {state.leaf} ({state.model}): drift detection is not available for this "
                                "model; sync merges the whole rendered configuration\n")
-                payload = render(state)
+                if apply:
+                    netconf.apply(target, render(state))
+                    report.applied = True
+            elif apply:
+                # planned under the leaf's locks: nobody can change it between the read and the commit
+                done = netconf.apply(target, plan_payload, subtree=subtree)
+                report.applied = "in sync" not in done.steps
+            else:
+                plan_payload(netconf.read_running(target, subtree))
             self._set_reachable(state.leaf, True)
-            if apply and payload is not None:
-                netconf.apply(target, payload)
-                report.applied = True
+            if report.applied:
                 self._count("applied", state.leaf)
         except FabricError as exc:
             report.error = str(exc)
-        except Exception as exc:   # NetconfError and connection failures name the leaf already
+        except Exception as exc:   # NetconfError names the leaf, the step and the server's error
+            from vpcnet.fabric.netconf import NetconfConnectError
             report.error = str(exc) if state.leaf in str(exc) else f"leaf {state.leaf}: {exc}"
-            if _is_unreachable(exc):
+            if isinstance(exc, (NetconfConnectError, OSError)):
                 self._set_reachable(state.leaf, False)
             self._count("failed", state.leaf)
         report.seconds = time.monotonic() - t0
@@ -284,7 +295,3 @@ class FabricEngine:
             self.metrics.fabric_syncs.labels(leaf=leaf, result=result).inc()
 
 
-def _is_unreachable(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, OSError) or any(w in text for w in ("connect", "unreachable", "timed out", "refused",
-                                                                 "no route", "ssh"))
