@@ -31,13 +31,20 @@ def _run(*args: str, timeout: float = 30) -> str:
     return proc.stdout.strip()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """False once ``pid`` has exited, including as a not yet reaped zombie (a --detach'ed
+    daemon's parent is init, which may reap late)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
@@ -119,7 +126,7 @@ class EmbeddedOvsdbServer:
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -133,7 +140,7 @@ class EmbeddedOvsdbServer:
     def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
         for _ in range(200):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.02)
         os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vpcnet.sim import frr, lab_net as net
 from vpcnet.sim.kubelet import Sandbox
+from vpcnet.sim.proc import process_tree
 
 
 def _pidfile_proc(pidfile: Path, must_contain: str) -> dict | None:
@@ -41,25 +42,6 @@ def _ovs_dirs(lab) -> list[Path]:
     return sorted(dirs)
 
 
-def _descendants(pids: list[int]) -> list[int]:
-    """``pids`` and all their descendants (from /proc/*/stat), parents first."""
-    parent_of: dict[int, int] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                parent_of[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], list(pids)
-    while todo:
-        pid = todo.pop(0)
-        if pid in out:
-            continue
-        out.append(pid)
-        todo += [c for c, pp in parent_of.items() if pp == pid]
-    return out
-
-
 def _recorded_procs(lab) -> dict[str, dict]:
     """Every process the lab recorded: the state file's, merged with RUN/pids/*.json."""
     procs = dict(lab.state.get("procs", {}))
@@ -77,7 +59,7 @@ def _netconf_procs(procs: dict[str, dict]) -> list[dict]:
     and their children (per-connection sshd, netconf-subsystem). NetconfLeafServer.stop() only
     knows the Popen objects of the process that started it, so a later `lab down` does this."""
     roots = [r["pid"] for k, r in procs.items() if k.startswith("netconf:") and net.proc_alive(r)]
-    return [net.pid_record(pid) for pid in _descendants(roots)]
+    return [net.pid_record(pid) for pid in process_tree(roots)]
 
 
 def _pod_del(lab, problems: list[str]) -> None:

@@ -35,6 +35,8 @@ import time
 import zlib
 from pathlib import Path
 
+from vpcnet.sim.proc import wait_until
+
 ROUTE_PROTO = "233"
 NETNS_DIR = Path("/var/run/netns")
 
@@ -253,11 +255,4 @@ def stop_procs(recs: list[dict], timeout: float = 10) -> list[str]:
 
 def wait_for(what: str, predicate, timeout: float, interval: float = 0.1):
     """Poll ``predicate`` until it returns a truthy value; LabError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(what, predicate, timeout, interval, error=LabError)

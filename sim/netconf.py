@@ -38,7 +38,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
+
+from vpcnet.sim.proc import pid_alive, process_tree
 
 __all__ = ["NetconfLeafServer", "LabError", "DEFAULT_MODULES", "create_netns", "delete_netns",
            "veth"]
@@ -88,38 +90,6 @@ def veth(ns_a: str, dev_a: str, cidr_a: str, ns_b: str, dev_b: str, cidr_b: str)
     for ns, dev, cidr in ((ns_a, dev_a, cidr_a), (ns_b, dev_b, cidr_b)):
         _run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
         _run(["ip", "-n", ns, "link", "set", dev, "up"])
-
-
-def _children(pids: Iterable[int]) -> list[int]:
-    """``pids`` and all their descendants (from /proc), parents first."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    out, todo = [], list(pids)
-    while todo:
-        pid = todo.pop(0)
-        if pid in out:
-            continue
-        out.append(pid)
-        todo.extend(p for p, pp in parent.items() if pp == pid)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------------------- the server
@@ -187,7 +157,7 @@ class NetconfLeafServer:
     def stop(self) -> None:
         """Stop the daemons this object started (and their children); idempotent."""
         procs, self.procs = self.procs, {}
-        pids = _children(p.pid for p in procs.values() if p.poll() is None)
+        pids = process_tree(p.pid for p in procs.values() if p.poll() is None)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -200,7 +170,7 @@ class NetconfLeafServer:
             except subprocess.TimeoutExpired:
                 pass
         for pid in pids:
-            if _alive(pid):
+            if pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

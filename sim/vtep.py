@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from .ovs import OvsError, PrivateOvs
+from .proc import pid_alive, wait_until
 
 VTEP_SCHEMA = "/usr/share/openvswitch/vtep.ovsschema"
 OVS_VTEP = "/usr/share/openvswitch/scripts/ovs-vtep"
@@ -49,20 +50,6 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 30.0) -> str:
     return proc.stdout
 
 
-def _alive(pid: int) -> bool:
-    """False once ``pid`` has exited, including as a not yet reaped zombie (a --detach'ed
-    daemon's parent is init, which may reap late)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def _kill(pid: int, timeout: float = 10.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -70,7 +57,7 @@ def _kill(pid: int, timeout: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.02)
     try:
@@ -268,11 +255,4 @@ class PrivateVtep:
 
     @staticmethod
     def wait(predicate, timeout: float, what: str, interval: float = 0.1):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise VtepSimError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(interval)
+        return wait_until(what, predicate, timeout, interval, error=VtepSimError)
