@@ -90,6 +90,7 @@ class LeafReport:
     changes: tuple[str, ...] = ()
     text: str = ""
     applied: bool = False
+    reset: bool = False     # the leaf holds nothing of vpcnet's: new, wiped or back with a factory config
     error: str = ""
     seconds: float = 0.0
 
@@ -99,11 +100,13 @@ class LeafReport:
 
 
 def _differ(model: str):
+    """(plan function, owned-objects inventory function) for a model with read-back, else None."""
     if model == "openconfig":
-        return diff_openconfig
+        from vpcnet.fabric.oc_inventory import inventory
+        return diff_openconfig, inventory
     if model == "vpcnet-leaf":
-        from vpcnet.fabric.diff_leaf import diff_leaf
-        return diff_leaf
+        from vpcnet.fabric.diff_leaf import diff_leaf, inventory
+        return diff_leaf, inventory
     return None
 
 
@@ -205,7 +208,9 @@ class FabricEngine:
             subtree = _SUBTREES.get(state.model)
 
             def plan_payload(running):
-                plan: LeafPlan = differ(state, running)
+                diff, inventory = differ
+                plan: LeafPlan = diff(state, running)
+                report.reset = bool(plan.changes) and not inventory(running, state.ownership)
                 report.changes = tuple(c.text() for c in plan.changes)
                 report.text = plan.text()
                 return plan.edit_config() if plan.changes else None
@@ -269,7 +274,10 @@ class FabricEngine:
     def _check_all(self) -> None:
         was = dict(self.reachable)
         reports = self.plan()
-        back = [r.leaf for r in reports if not r.error and was.get(r.leaf) is False]
+        # A leaf that answers again after being unreachable, or that holds nothing of vpcnet's
+        # (restarted with its factory configuration faster than a check could see it down), is
+        # synced even with --fabric-no-repair: that is not drift an operator made.
+        back = [r.leaf for r in reports if not r.error and (was.get(r.leaf) is False or r.reset)]
         drifted = [r.leaf for r in reports if not r.error and r.changes]
         for r in reports:
             if r.changes and self.metrics is not None:
@@ -277,7 +285,7 @@ class FabricEngine:
         todo = sorted(set(back) | (set(drifted) if self.repair else set()))
         if todo:
             LOG.info("fabric: re-syncing %s (%s)", ", ".join(todo),
-                     "came back" if set(todo) <= set(back) else "drift found")
+                     "came back or reset" if set(todo) <= set(back) else "drift found")
             for r in self.sync(todo):
                 if r.error:
                     LOG.warning("fabric re-sync: %s", r.error)

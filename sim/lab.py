@@ -59,26 +59,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _controller_supports(flag: str) -> bool:
-    """Whether `vpcnet controller` has ``flag`` — read from its source, because importing the
-    controller module here costs ~1 s of `lab up`."""
-    import importlib.util
-    spec = importlib.util.find_spec("vpcnet.app.controller")
-    try:
-        return f'"{flag}"' in Path(spec.origin).read_text()
-    except (OSError, AttributeError, TypeError):
-        return False
-
-
 class Lab:
     def __init__(self, name: str = "vl", run_dir: str | Path | None = None, leaves: int = 2,
                  nodes_per_leaf: int = 2, leaf_kind: str = "evpn",
-                 pod_prefixes=topo.DEFAULT_POD_PREFIXES, log=print):
+                 pod_prefixes=topo.DEFAULT_POD_PREFIXES, log=print, controller_args=()):
         if leaf_kind not in topo.LEAF_KINDS:
             raise LabError(f"leaf kind {leaf_kind!r}: one of {', '.join(topo.LEAF_KINDS)}")
         self.topo = topo.Topology(name, leaves, nodes_per_leaf, tuple(pod_prefixes))
         self.name, self.leaf_kind, self.log = name, leaf_kind, log
         self.run_dir = Path(run_dir) if run_dir else DEFAULT_RUN_ROOT / name
+        self.controller_args = list(controller_args)   # extra `vpcnet controller` flags
         self.state: dict = self._fresh_state()
         self._mn: dict = {}     # Mininet nodes while building
         self._procs: dict = {}  # process records with their Popen objects while building
@@ -88,7 +78,8 @@ class Lab:
         return {"name": self.name, "run_dir": str(self.run_dir), "leaves": self.topo.leaves,
                 "nodes_per_leaf": self.topo.nodes_per_leaf, "leaf_kind": self.leaf_kind,
                 "pod_prefixes": list(self.topo.pod_prefixes), "phase": "new", "routes": [], "ovs": {},
-                "procs": {}, "netconf": {}, "hosts": {}, "pods": {}, "timings": {}, "warnings": []}
+                "procs": {}, "netconf": {}, "hosts": {}, "pods": {}, "timings": {}, "warnings": [],
+                "controller_args": list(getattr(self, "controller_args", []))}
 
     @property
     def state_file(self) -> Path:
@@ -315,11 +306,8 @@ class Lab:
         cmd = [sys.executable, "-m", "vpcnet.app.cli", "controller", "--state-dir", str(ctl),
                "--of-listen", f"unix:{ctl / 'of.sock'}", "--metrics", f"127.0.0.1:{port}"]
         creds = self.run_dir / "credentials"
-        if _controller_supports("--fabric-credentials"):
-            creds.mkdir(exist_ok=True)
-            cmd += ["--fabric-credentials", str(creds)]
-        else:
-            self._warn("controller has no --fabric-credentials flag yet: leaf credentials not passed")
+        creds.mkdir(exist_ok=True)
+        cmd += ["--fabric-credentials", str(creds), *self.state.get("controller_args", [])]
         rec = net.start_detached(cmd, self.run_dir / "logs" / "controller.log")
         self._procs["controller"] = rec
         self._record_proc("controller", rec)
@@ -445,6 +433,29 @@ class Lab:
             (Path(creds) / f"{CREDENTIALS_REF}.json").write_text(
                 json.dumps({"username": "root", "keyFile": str(lab_key.resolve())}) + "\n")
         return f"{len(keys)} leaves"
+
+    def restart_netconf(self, leaf: str, factory_config: bool = False) -> None:
+        """Restart a leaf's NETCONF server (netconfd + sshd), as a leaf reboot does to its
+        management plane. ``factory_config``: it comes back with an empty startup configuration
+        (a replaced or wiped switch), so only the controller can put vpcnet's config back."""
+        lf = next((lp for lp in self.topo.leaf_plans if lp.name == leaf), None)
+        if lf is None:
+            raise LabError(f"no leaf {leaf!r} in lab {self.name}")
+        from vpcnet.sim.netconf import NetconfLeafServer
+        keys = [k for k in self.state["procs"] if k.startswith(f"netconf:{leaf}:")]
+        problems = net.stop_procs([self.state["procs"][k] for k in keys])
+        if problems:
+            raise LabError(f"{leaf}: NETCONF server did not stop: {'; '.join(problems)}")
+        for k in keys:
+            self.state["procs"].pop(k)
+        d = self.leaf_dir(lf) / "netconf"
+        if factory_config:
+            (d / "startup.xml").unlink(missing_ok=True)   # the server seeds an empty one
+        server = NetconfLeafServer(d, lf.netns, lf.mgmt_ip, port=topo.NETCONF_PORT, modules=[str(YANG)])
+        server.start()
+        for daemon, pid in server.pids.items():
+            self._record_proc(f"netconf:{lf.name}:{daemon}", net.pid_record(pid))
+        self.save()
 
     def _wait_bgp(self) -> str:
         spine = self.frr("spine")
