@@ -10,7 +10,8 @@ change load encodings), so the signature is *semantic*:
 
   - match: every field becomes ``(canonical name, value & mask, mask or None)``, sorted by
     name. NXM aliases take their OXM name (``eth_src_nxm`` -> ``eth_src``, ``nd_target`` ->
-    ``ipv6_nd_target``), the 16-bit NXM ``in_port`` is widened to the 32-bit OXM port space,
+    ``ipv6_nd_target``), fields os-ken only knows generically their OVS name (``field_524289``
+    -> ``nd_reserved``), the 16-bit NXM ``in_port`` is widened to the 32-bit OXM port space,
     NXM ``vlan_tci`` is split into ``vlan_vid``/``vlan_pcp`` exactly as OVS does for OF1.3,
     an all-ones mask is dropped and an all-zero mask drops the field.
   - register writes: ``OFPActionSetField``, ``NXActionRegLoad`` (``value<<ofs`` within
@@ -47,14 +48,16 @@ from vpcnet.app.ofencode import (
     _ACTION_HEAD, _CACHE_LIMIT, _DIRECT_NUMS, _MATCH_HEAD, _NX_ID, _NXAST_REG_LOAD, _NXAST_REG_MOVE,
     _OXM_BY_NUM, encode_flow_mod,
 )
-from vpcnet.app.ofwire import _vlan_oxm
+from vpcnet.app.ofwire import _GENERIC_SET_FIELDS, _OSKEN_FIELD, _vlan_oxm
 from vpcnet.flows.model import Flow
 from vpcnet.flows.pipeline import PIPELINE
 
 Signature = tuple
 # --- normalisation ---------------------------------------------------------------------------
 _FIELD_SIZE = {f.name: getattr(f.type, "size", None) for f in _OFP.oxm_types}
-_ALIASES = {"nd_target": "ipv6_nd_target", "nd_sll": "ipv6_nd_sll", "nd_tll": "ipv6_nd_tll"}
+_ALIASES = {"nd_target": "ipv6_nd_target", "nd_sll": "ipv6_nd_sll", "nd_tll": "ipv6_nd_tll",
+            # OVS extension fields os-ken parses generically (field_<num>): their OVS names
+            **{_OSKEN_FIELD[name]: name for name in _GENERIC_SET_FIELDS}}
 
 
 def _canon_name(name: str) -> str:

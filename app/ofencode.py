@@ -20,7 +20,8 @@ from os_ken.ofproto import ofproto_v1_3 as _OFP
 
 from vpcnet.app.ofwire import (
     _CONTEXT_FIELDS, _DEFAULT_WIRE, _IP_FIELDS, _MATCH_NAME, _OSKEN_FIELD, _SPECIAL_MATCH, _SPECIAL_PORTS,
-    FLOW_COMMANDS, _field_kwargs, _move_bits, _move_side, _osken_field, osken_flow_mod, table_id,
+    FLOW_COMMANDS, _field_kwargs, _move_bits, _move_side, _osken_field, _osken_set_value, osken_flow_mod,
+    table_id,
 )
 from vpcnet.flows.fields import SPACE_BITS, BitField
 from vpcnet.flows.model import Flow, Goto, Load, Match, Move, Output, SetField
@@ -331,8 +332,8 @@ class FlowEncoder:
         t = type(a)
         if t is Output and not isinstance(a.port, BitField):
             return _OUTPUT.pack(_OFP.OFPAT_OUTPUT, 16, _SPECIAL_PORTS.get(a.port, a.port), 0)
-        if t is SetField:
-            return self._set_field(_osken_field(a.field), a.value)
+        if t is SetField:   # fields os-ken knows only generically (nd_reserved...) get there
+            return self._set_field(_osken_field(a.field), _osken_set_value(a.field, a.value))
         if t is Load and a.field.full:
             return self._set_field(a.field.space, a.value)
         if t is Load:

@@ -26,6 +26,11 @@ Two directions, kept side by side so they cannot drift apart:
   Conjunction             ``NXActionConjunction`` (wire clause is 0-based: k-1)
   ======================  =====================================================================
 
+  ``SetField`` of ``nd_reserved``/``nd_options_type`` (OVS extension fields of the ERICOXM class
+  0x1000, which os-ken has no names for) is an ``OFPActionSetField`` of os-ken's generic field
+  ``field_<(class << 7) | field>`` with the value as base64 bytes, which os-ken serialises as the
+  plain 32-bit OXM header OVS expects (and names the same way when it parses OVS's dumps).
+
   Matches are sent as OXM the way OVS itself encodes them for OpenFlow 1.3 (``dl_vlan`` and
   ``vlan_tci`` become ``vlan_vid``/``vlan_pcp``; ``tp_src`` becomes ``tcp_src``/``udp_src``/``sctp_src``
   and ``icmp_type`` ``icmpv4_type``/``icmpv6_type`` from the protocol; prefixes become value/mask).
@@ -43,6 +48,7 @@ compares flows (ours and what OVS reports) by semantic signature.
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
@@ -82,12 +88,26 @@ class UnsupportedFlow(ValueError):
 
 
 # --- encoding --------------------------------------------------------------------------------
+OXM_CLASS_ERICOXM = 0x1000     # OVS's ERICOXM_OF fields: 32-bit OXM headers, no experimenter id
+
+
+def _generic_oxm(oxm_class: int, field: int) -> str:
+    """os-ken's name for an OXM it has no definition of (``oxx_fields``: ``field_<num>``, value in
+    base64), e.g. ``field_524289`` for ERICOXM_OF_ICMPV6_ND_RESERVED (class 0x1000, field 1)."""
+    return f"field_{(oxm_class << 7) | field}"
+
+
 # model set_field/move names (ovs-ofctl) -> os-ken OXM names
 _OSKEN_FIELD = {"eth_src": "eth_src", "eth_dst": "eth_dst", "vlan_vid": "vlan_vid",
                 "arp_op": "arp_op", "arp_spa": "arp_spa", "arp_tpa": "arp_tpa",
                 "arp_sha": "arp_sha", "arp_tha": "arp_tha", "ip_src": "ipv4_src",
                 "ip_dst": "ipv4_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
-                "tcp_src": "tcp_src", "tcp_dst": "tcp_dst"}
+                "tcp_src": "tcp_src", "tcp_dst": "tcp_dst", "icmp_type": "icmpv4_type",
+                "icmpv6_type": "icmpv6_type", "nd_tll": "ipv6_nd_tll",
+                "nd_reserved": _generic_oxm(OXM_CLASS_ERICOXM, 1),
+                "nd_options_type": _generic_oxm(OXM_CLASS_ERICOXM, 2)}
+# model set_field names os-ken knows only as generic fields -> value width in bytes
+_GENERIC_SET_FIELDS = {"nd_reserved": 4, "nd_options_type": 1}
 
 # model match field -> os-ken OXM name (fields needing context are handled in _match_kwargs)
 _MATCH_NAME = {"ct_state": "ct_state", "ct_zone": "ct_zone", "ct_mark": "ct_mark",
@@ -97,6 +117,7 @@ _MATCH_NAME = {"ct_state": "ct_state", "ct_zone": "ct_zone", "ct_mark": "ct_mark
                "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "arp_spa": "arp_spa",
                "arp_tpa": "arp_tpa", "arp_sha": "arp_sha", "arp_tha": "arp_tha",
                "nw_proto": "ip_proto", "arp_op": "arp_op", "nd_target": "ipv6_nd_target",
+               "nd_sll": "ipv6_nd_sll",
                **{f"reg{i}": f"reg{i}" for i in range(16)}}
 _SPECIAL_MATCH = frozenset({"dl_vlan", "vlan_tci", "ct_state", "in_port", "tp_src", "tp_dst",
                             "icmp_type", "icmp_code"})  # converted in _match_kwargs
@@ -207,6 +228,14 @@ def _osken_field(name: str) -> str:
         raise ValueError(f"set_field/move field {name!r} has no os-ken name here yet") from None
 
 
+def _osken_set_value(name: str, value):
+    """A model set_field value as os-ken takes it for that field (generic fields: base64 bytes)."""
+    size = _GENERIC_SET_FIELDS.get(name)
+    if size is None:
+        return value
+    return base64.b64encode(value.to_bytes(size, "big")).decode("ascii")
+
+
 def _move_side(side) -> tuple[str, int]:
     if isinstance(side, BitField):
         return side.space, side.start
@@ -248,7 +277,7 @@ class Wire:
                                            src=a.port.space, max_len=OUTPUT_REG_MAX_LEN)
             return p.OFPActionOutput(_SPECIAL_PORTS.get(a.port, a.port), 0)
         if isinstance(a, SetField):
-            return p.OFPActionSetField(**{_osken_field(a.field): a.value})
+            return p.OFPActionSetField(**{_osken_field(a.field): _osken_set_value(a.field, a.value)})
         if isinstance(a, Load):
             return _load(p, a.field, a.value)
         if isinstance(a, Move):

@@ -19,13 +19,12 @@ from functools import lru_cache
 
 from .fields import OUTPUT_TO_TARGET, TARGET_OFPORT
 from .inputs import ROUTER_MAC_PREFIX, NodeIn
-from .model import DROP, ICMP6, Flow, Goto, Match, Output
+from .model import DROP, ICMP6, ND_NA, ND_NS, Flow, Goto, Match, Output
 from .pipeline import PIPELINE
 
 P_LOW = 100
 P_NORMAL = 200
 P_HIGH = 300
-ND_NS, ND_NA = 135, 136
 
 
 @lru_cache(maxsize=1)

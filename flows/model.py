@@ -84,6 +84,7 @@ MATCH_FIELDS: dict[str, FieldSpec] = dict([
     _f("icmp_type", "int", 8, False, "icmp_any"),
     _f("icmp_code", "int", 8, False, "icmp_any"),
     _f("nd_target", "ipv6", 128, True, "nd"),
+    _f("nd_sll", "mac", 48, True, "nd_ns"),
 ])
 FIELD_ORDER = {name: i for i, name in enumerate(MATCH_FIELDS)}
 
@@ -98,6 +99,12 @@ _PREREQS = {
                  in ((ETH_IPV4, IPPROTO_ICMP), (ETH_IPV6, IPPROTO_ICMPV6))),
     "nd": ("icmp6 with icmp_type=135/136", lambda m: m.get("dl_type") == ETH_IPV6
            and m.get("nw_proto") == IPPROTO_ICMPV6 and m.get("icmp_type") in (135, 136)),
+    "nd_ns": ("icmp6 with icmp_type=135", lambda m: m.get("dl_type") == ETH_IPV6
+              and m.get("nw_proto") == IPPROTO_ICMPV6 and m.get("icmp_type") == 135),
+    "nd_na": ("icmp6 with icmp_type=136", lambda m: m.get("dl_type") == ETH_IPV6
+              and m.get("nw_proto") == IPPROTO_ICMPV6 and m.get("icmp_type") == 136),
+    "icmp4": ("icmp", lambda m: m.get("dl_type") == ETH_IPV4 and m.get("nw_proto") == IPPROTO_ICMP),
+    "icmp6": ("icmp6", lambda m: m.get("dl_type") == ETH_IPV6 and m.get("nw_proto") == IPPROTO_ICMPV6),
 }
 
 # Protocol shorthands: (dl_type, nw_proto) -> ovs-ofctl keyword.
@@ -437,7 +444,14 @@ class Action:
         return (self.prereq,) if self.prereq else ()
 
 
-# set_field/move targets: ovs-ofctl name -> (NXM name, width bits, value kind, prerequisite)
+# set_field/move targets: ovs-ofctl name -> (NXM name, width bits, value kind, prerequisite).
+# The prerequisites are OVS's own (checked by ovs-vswitchd against the flow's *match*, not against
+# earlier set_fields: nd_tll can only be set by a flow that matches icmp_type=136). OVS updates the
+# ICMP/ICMPv6 checksum itself when it rewrites icmp_type/icmpv6_type, IPv6 addresses or ND fields
+# (incrementally, or in full for nd_reserved/nd_options_type); IPv4 addresses are not in the ICMP
+# checksum. nd_reserved (the NA's R|S|O flags word) and nd_options_type (type of the first ND
+# option: 1 source, 2 target link-layer address) are OVS extensions (ERICOXM class 0x1000, OVS
+# 2.11+, userspace datapath); OVS applies them *before* the other ND rewrites of the same packet.
 SET_FIELDS: dict[str, tuple[str, int, str, str | None]] = {
     "eth_src": ("NXM_OF_ETH_SRC[]", 48, "mac", None),
     "eth_dst": ("NXM_OF_ETH_DST[]", 48, "mac", None),
@@ -453,6 +467,11 @@ SET_FIELDS: dict[str, tuple[str, int, str, str | None]] = {
     "ipv6_dst": ("NXM_NX_IPV6_DST[]", 128, "ipv6", "ipv6"),
     "tcp_src": ("NXM_OF_TCP_SRC[]", 16, "int", "l4"),
     "tcp_dst": ("NXM_OF_TCP_DST[]", 16, "int", "l4"),
+    "icmp_type": ("NXM_OF_ICMP_TYPE[]", 8, "int", "icmp4"),
+    "icmpv6_type": ("NXM_NX_ICMPV6_TYPE[]", 8, "int", "icmp6"),
+    "nd_tll": ("NXM_NX_ND_TLL[]", 48, "mac", "nd_na"),
+    "nd_reserved": ("ERICOXM_OF_ICMPV6_ND_RESERVED[]", 32, "int", "nd"),
+    "nd_options_type": ("ERICOXM_OF_ICMPV6_ND_OPTIONS_TYPE[]", 8, "int", "nd"),
 }
 
 
@@ -680,6 +699,65 @@ _ARP_OP_REPLY = SetField("arp_op", 2)
 _ARP_MOVE_SHA = Move("arp_sha", "arp_tha")
 _ARP_MOVE_SPA = Move("arp_spa", "arp_tpa")
 _OUT_IN_PORT = Output("IN_PORT")
+
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+ND_NS, ND_NA = 135, 136
+ND_OPT_TARGET_LLADDR = 2
+NA_FLAGS_ROUTER = 0xE0000000      # nd_reserved of a router's solicited NA: R|S|O (RFC 4861 4.4)
+
+
+def echo_reply(mac: str, ip: str) -> tuple[Action, ...]:
+    """Turn an echo request to ``ip`` into the echo reply from ``ip`` and ``mac``, sent back
+    out IN_PORT: ICMP type 8 -> 0 for an IPv4 ``ip``, ICMPv6 128 -> 129 for an IPv6 one.
+
+    The flow that uses it must match ``icmp,nw_dst=<ip>,icmp_type=8`` (IPv4) or
+    ``icmp6,ipv6_dst=<ip>,icmp_type=128``, so moving the source address to the destination and
+    setting the source to ``ip`` swaps them. Checksums are OVS's job and it does them: the IPv4
+    header checksum on the address rewrite, the ICMP checksum incrementally on the type rewrite
+    (the IPv4 addresses are not covered by it); for ICMPv6 the address swap leaves the
+    pseudo-header sum unchanged and the type rewrite is folded in incrementally (verified with
+    tcpdump and the receiving kernel's checksum counters in tests/functional/test_brint_netns.py).
+    """
+    if ":" in ip:
+        return (_ARP_MOVE_ETH, SetField("eth_src", mac), _MOVE_IPV6, SetField("ipv6_src", ip),
+                _ECHO6_REPLY, _OUT_IN_PORT)
+    return (_ARP_MOVE_ETH, SetField("eth_src", mac), _MOVE_IPV4, SetField("ip_src", ip),
+            _ECHO_REPLY, _OUT_IN_PORT)
+
+
+def nd_solicit_to_advert() -> tuple[Action, ...]:
+    """First half of the neighbour advertisement answer (IPv6's ARP reply): turn a neighbour
+    solicitation into an advertisement with the router/solicited/override flags, its first
+    option (the solicitation's source link-layer address option) retyped as a target link-layer
+    address option. The flow must match ``icmp6,icmp_type=135`` and continue to a flow that
+    matches ``icmp6,icmp_type=136`` and applies ``nd_advert_reply``.
+
+    Why two flows: OVS checks ``nd_tll``'s prerequisite (icmp_type=136) against the flow's
+    *match*, and when it applies one packet's rewrites it applies the ND extension fields
+    (nd_reserved, nd_options_type) before nd_sll/nd_tll. Writing the MAC with ``nd_sll`` and
+    retyping the option in one flow therefore loses the MAC (OVS 3.1: the pod learned its own
+    MAC for the gateway). OVS recomputes the whole ICMPv6 checksum for the extension fields.
+    Only answer solicitations that carry a source link-layer option: without one there is no
+    option to retype (OVS would write the type past the end of the message).
+    """
+    return _ND_TO_ADVERT
+
+
+def nd_advert_reply(mac: str, ip: str) -> tuple[Action, ...]:
+    """Second half (see ``nd_solicit_to_advert``): address the advertisement that ``ip`` is at
+    ``mac`` to the soliciting node and send it back out IN_PORT. The flow must match
+    ``icmp6,icmp_type=136,nd_target=<ip>``."""
+    return (_ARP_MOVE_ETH, SetField("eth_src", mac), _MOVE_IPV6, SetField("ipv6_src", ip),
+            SetField("nd_tll", mac), _OUT_IN_PORT)
+
+
+_MOVE_IPV4 = Move("ip_src", "ip_dst")
+_MOVE_IPV6 = Move("ipv6_src", "ipv6_dst")
+_ECHO_REPLY = SetField("icmp_type", ICMP_ECHO_REPLY)
+_ECHO6_REPLY = SetField("icmpv6_type", ICMPV6_ECHO_REPLY)
+_ND_TO_ADVERT = (SetField("icmpv6_type", ND_NA), SetField("nd_reserved", NA_FLAGS_ROUTER),
+                 SetField("nd_options_type", ND_OPT_TARGET_LLADDR))
 
 
 # --- flows, groups, meters -------------------------------------------------------------------

@@ -7,9 +7,9 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
    20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
    21  ct_state        +trk+inv dropped
    30  egress_policy   hook for security policy (passes everything today)
-   40  l3_fwd          distributed router of a VPC: gateway ARP replies; route to other subnets
+   40  l3_fwd          distributed router of a VPC: gateway ARP/ND/echo replies; route to other subnets
    41  l3_neigh        routed packets only: destination pod IP -> its MAC (unknown: drop)
-   50  arp_responder   answer ARP for known pods of the requester's subnet
+   50  arp_responder   answer ARP for known pods of the requester's subnet; finish gateway ND answers
    51  l2_fwd          (subnet, dst MAC) -> pod port or uplink; broadcast/multicast flooded
    60  ingress_policy  hook for security policy (passes everything today)
    70  ct_commit       commit new connections in the VPC zone
@@ -87,14 +87,17 @@ TABLES: tuple[Table, ...] = (
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
     _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder"), "goto:arp_responder",
-       {"reg0", "reg1", "reg2", "dl_dst", "dl_type", "nw_dst", "ipv6_dst", "arp_op", "arp_tpa"},
-       "Distributed router of a VPC: answer ARP for subnet gateways; route between subnets."),
+       {"reg0", "reg1", "reg2", "dl_dst", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "arp_op", "arp_tpa",
+        "icmp_type", "icmp_code", "nd_target", "nd_sll"},
+       "Distributed router of a VPC: answer ARP, ND and ping for subnet gateways; route between subnets."),
     _t("l3_neigh", Stage.ROUTING, ("l2_fwd",), "drop",
        {"reg1", "dl_type", "nw_dst", "ipv6_dst"},
        "Routed packets: destination pod IP -> its MAC. Unknown destinations are dropped."),
     _t("arp_responder", Stage.SWITCHING, ("l2_fwd",), "next",
-       {"reg0", "reg2", "in_port", "dl_type", "arp_op", "arp_tpa"},
-       "Answer ARP requests for known pods of the requester's subnet in the switch."),
+       {"reg0", "reg2", "in_port", "dl_type", "arp_op", "arp_tpa", "nw_proto", "icmp_type", "icmp_code",
+        "nd_target"},
+       "Answer ARP requests for known pods of the requester's subnet in the switch; send out the "
+       "gateway's neighbour advertisements."),
     _t("l2_fwd", Stage.SWITCHING, ("ingress_policy",), "drop",
        {"reg2", "dl_dst"},
        "(subnet, dst MAC) -> local pod port or uplink; broadcast/multicast flooded."),

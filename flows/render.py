@@ -64,10 +64,15 @@ def _field_ref(f: str | BitField) -> str:
     return f.nxm() if isinstance(f, BitField) else SET_FIELDS[f][0]
 
 
+# set_field values OVS prints in decimal (the others in hex)
+_DECIMAL_SET_FIELDS = frozenset({"vlan_vid", "arp_op", "tcp_src", "tcp_dst", "icmp_type", "icmpv6_type",
+                                 "nd_reserved", "nd_options_type"})
+
+
 def _set_value(field: str, value) -> str:
     if isinstance(value, str):
         return value
-    return str(value) if field in ("vlan_vid", "arp_op", "tcp_src", "tcp_dst") else _hex(value)
+    return str(value) if field in _DECIMAL_SET_FIELDS else _hex(value)
 
 
 def format_action(a, table: TableFmt) -> str:

@@ -2,8 +2,18 @@
 
 * classifier: uplink traffic tagged with the subnet's VLAN -> pop the tag, FROM_UPLINK, VPC_ID,
   SUBNET_ID -> ct_zone (uplink traffic skips port_sec: it was checked on the sender's node);
-* l3_fwd (priority 300): ARP requests from pods of this subnet for an IPv4 gateway are answered
-  in the switch with the VPC router MAC (sent back out IN_PORT);
+* l3_fwd (priority 300): the gateway answers the pods of this subnet in the switch, as the VPC
+  router (router MAC), back out IN_PORT, for each of the subnet's gateway addresses:
+  - IPv4: ARP requests for the gateway -> ARP reply; ICMP echo requests to the gateway (sent to
+    the router MAC) -> echo reply (type 8 -> 0, addresses swapped);
+  - IPv6: ICMPv6 echo requests -> echo reply (128 -> 129); neighbour solicitations for the
+    gateway -> neighbour advertisement (R|S|O flags, target link-layer option = router MAC), in
+    two steps (see ``model.nd_solicit_to_advert``): l3_fwd makes the solicitation an
+    advertisement and continues to arp_responder (300), which addresses it and sends it back.
+    Solicitations without a source link-layer option (DAD from ``::``; OVS cannot add an option)
+    are dropped at priority 310 instead of answered.
+  Only pods of *this* subnet are answered: the gateway of another subnet of the VPC is routed
+  (and dropped in l3_neigh, no pod has its address), another VPC's gateway hits no route;
 * l3_fwd (priority 200, only when the VPC's l3_mode is "distributed"): the *route into* this
   subnet: a pod packet of the same VPC (VPC_ID) addressed to the router MAC with a destination
   in one of this subnet's CIDRs -> dec_ttl, src MAC = router MAC, SUBNET_ID = this subnet ->
@@ -18,8 +28,8 @@
 Only the flood flow depends on which pods are local, which is why a pod add/delete on a node
 also recomputes its subnet's owner on that node.
 
-IPv6 gateways get routes but no neighbour-discovery answers yet (ND needs a packet-in
-responder; a later feature).
+The answers are owned by the subnet (feature SUBNET, like every flow here): a gateway change is a
+subnet change and a router MAC change a VPC change, both of which recompile this owner.
 """
 from __future__ import annotations
 
@@ -30,12 +40,15 @@ from .base import P_HIGH, P_LOW, P_NORMAL
 from .fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, SUBNET_ID, TARGET_OFPORT, VPC_ID
 from .inputs import ClusterIn, NodeIn, SubnetIn, VpcIn
 from .model import (
-    ARP, MULTICAST_BIT, DecTtl, Flow, Goto, Load, Match, Output, PopVlan, PushVlan, SetField,
-    arp_reply, ip_proto, set_vlan_vid,
+    ARP, DROP, ICMP, ICMP6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST, MULTICAST_BIT, ND_NA, ND_NS, DecTtl,
+    Flow, Goto, Load, Match, Output, PopVlan, PushVlan, SetField, arp_reply, echo_reply, ip_proto,
+    nd_advert_reply, nd_solicit_to_advert, set_vlan_vid,
 )
 from .pipeline import PIPELINE
 
 P_UNKNOWN_UNICAST = 50
+P_ND_NO_SLL = 310
+NO_MAC = "00:00:00:00:00:00"
 
 
 def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozenset[Flow]:
@@ -87,10 +100,7 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tup
             Load(SUBNET_ID, subnet.subnet_id), Goto("ct_zone")), owner=owner),
     ]
     for gw in subnet.gateways:
-        if ":" in gw:
-            continue
-        flows.append(fl("l3_fwd", P_HIGH, Match(ARP, FROM_POD, in_vpc, in_subnet, arp_op=1, arp_tpa=gw),
-                        arp_reply(rmac, gw), owner=owner))
+        flows += _gateway_answers(gw, rmac, in_vpc, in_subnet, owner)
     if vpc.l3_mode == "distributed":
         srcs = [SUBNET_ID.eq(i) for i in sources] if sources is not None else [None]
         route = (DecTtl(), SetField("eth_src", rmac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
@@ -109,6 +119,33 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tup
            owner=owner),
     ]
     return frozenset(flows)
+
+
+def _gateway_answers(gw: str, rmac: str, in_vpc, in_subnet, owner: str) -> list[Flow]:
+    """The flows by which gateway address ``gw`` answers the pods of its subnet (see the module
+    doc): ARP + ICMP echo for IPv4, neighbour solicitation + ICMPv6 echo for IPv6."""
+    fl = PIPELINE.flow
+    from_pod = (FROM_POD, in_vpc, in_subnet)
+    if ":" not in gw:
+        return [
+            fl("l3_fwd", P_HIGH, Match(ARP, *from_pod, arp_op=1, arp_tpa=gw), arp_reply(rmac, gw), owner=owner),
+            fl("l3_fwd", P_HIGH, Match(ICMP, *from_pod, dl_dst=rmac, nw_dst=gw, icmp_type=ICMP_ECHO_REQUEST,
+                                       icmp_code=0),
+               echo_reply(rmac, gw), owner=owner),
+        ]
+    solicit = Match(ICMP6, *from_pod, icmp_type=ND_NS, icmp_code=0, nd_target=gw)
+    return [
+        fl("l3_fwd", P_HIGH, Match(ICMP6, *from_pod, dl_dst=rmac, ipv6_dst=gw, icmp_type=ICMPV6_ECHO_REQUEST,
+                                   icmp_code=0),
+           echo_reply(rmac, gw), owner=owner),
+        fl("l3_fwd", P_ND_NO_SLL, solicit.with_(nd_sll=NO_MAC), DROP, owner=owner),
+        fl("l3_fwd", P_HIGH, solicit, nd_solicit_to_advert() + (_TO_ARP_RESPONDER,), owner=owner),
+        fl("arp_responder", P_HIGH, Match(ICMP6, FROM_POD, in_subnet, icmp_type=ND_NA, icmp_code=0, nd_target=gw),
+           nd_advert_reply(rmac, gw), owner=owner),
+    ]
+
+
+_TO_ARP_RESPONDER = Goto("arp_responder")
 
 
 def _flood(subnet: SubnetIn, uplink: int, local_ports: list[int]) -> Flow:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.functional.brint import VPCS, Fabric, final_action
+from vpcnet.flows import inputs
 
 ROUTER_MAC_RE = re.compile(r"0e:76:70:ff:[0-9a-f]{2}:[0-9a-f]{2}")
 
@@ -184,3 +185,71 @@ def test_flows_cli_compiled_equals_installed(fabric):
     r = subprocess.run([sys.executable, "-m", "vpcnet.app.cli", "--state-dir", str(fabric.state), "flows", "node-1",
                         "--table", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "table: 'nope' is not a br-int table" in r.stderr
+
+
+# --- the gateway answers ping (IPv6: and neighbour solicitations) ----------------------------
+OPS = [  # a third VPC, dual stack, for the IPv6 gateway
+    {"apiVersion": "vpcnet.io/v1", "kind": "Vpc", "metadata": {"name": "ops"}, "spec": {"namespaces": ["ops"]}},
+    {"apiVersion": "vpcnet.io/v1", "kind": "Subnet", "metadata": {"name": "ops-a"},
+     "spec": {"vpc": "ops", "cidrBlock": "10.40.0.0/24,fd00:40::/64", "namespaces": ["ops"]}},
+]
+
+
+def vpc_router_mac(fab: Fabric, vpc: str) -> str:
+    return inputs.router_mac(fab.api("GET", f"/v1/objects/vpcs/{vpc}")["status"]["id"])
+
+
+def datapath_actions(fab: Fabric, node: str, flow: str) -> str:
+    """What the datapath does with ``flow`` (conntrack recirculation skipped), output ports by name."""
+    out = re.sub(r"ct\([^)]*\),recirc\(0x[0-9a-f]+\)", "", final_action(fab.trace(node, flow))) or "drop"
+    names = fab.odp_ports(node)
+    return re.sub(r"(?:(?<=,)|^)(\d+)$", lambda m: names[int(m.group(1))], out)
+
+
+def test_gateway_answers_ping_from_its_own_subnet_only(fabric):
+    pods = setup_cluster(fabric)
+    a, b, x = pods["a"], pods["b"], pods["x"]
+    fin, ret = vpc_router_mac(fabric, "finance"), vpc_router_mac(fabric, "retail")
+    act = lambda src, mac, ip: datapath_actions(fabric, "node-1", ip_packet(src, mac, ip))  # noqa: E731
+    # the echo reply, from the router, straight back to the pod that asked (and nowhere else)
+    for pod, router, gw in ((a, fin, "10.10.0.1"), (b, fin, "10.10.0.1"), (x, ret, "10.30.0.1")):
+        assert act(pod, router, gw) == (f"set(eth(src={router},dst={pod['mac']})),"
+                                        f"set(ipv4(src={gw},dst={pod['ip']})),set(icmp(type=0,code=0)),{pod['port']}")
+    # another subnet's gateway is routed like any address there (nobody has it: dropped), another
+    # VPC's gateway has no route, and the other router's MAC is not a's router
+    for router, gw in ((fin, "10.20.0.1"), (fin, "10.30.0.1"), (ret, "10.30.0.1"), (ret, "10.10.0.1")):
+        assert act(a, router, gw) == "drop", (router, gw)
+    # from the fabric: each node answers its own pods only
+    c = pods["c"]
+    vlan = fabric.api("GET", "/v1/objects/subnets/trading-a")["status"]["vlan"]
+    inbound = ip_packet(c, fin, "10.10.0.1").replace(f"in_port={c['ofport']}", f"in_port=100,dl_vlan={vlan}")
+    assert datapath_actions(fabric, "node-1", inbound) == "drop"
+
+
+def test_gateway_answers_ipv6_neighbour_solicitation_and_ping(fabric):
+    setup_cluster(fabric)
+    fabric.apply(OPS)
+    z = fabric.add_pod("ops", "z", "node-1", "10.40.0.41", 41)
+    fabric.settle()
+    status = fabric.api("GET", "/v1/objects/pods/z?namespace=ops")["status"]
+    ip6 = next(i for i in status["ips"] if ":" in i)
+    gw6 = next(g for g in status["gateway"].split(",") if ":" in g)
+    rmac = vpc_router_mac(fabric, "ops")
+    pod = f"in_port={z['ofport']},dl_src={z['mac']}"
+    solicit = (f"{pod},dl_dst=33:33:ff:00:00:01,icmp6,ipv6_src={ip6},ipv6_dst=ff02::1:ff00:1,nw_ttl=255,"
+               f"icmpv6_type=135,icmpv6_code=0,nd_target={gw6}")
+    # the advertisement: flags R|S|O, the source option retyped to a target option first, then
+    # given the router MAC (the order model.nd_solicit_to_advert relies on), type 136, to the pod
+    assert datapath_actions(fabric, "node-1", f"{solicit},nd_sll={z['mac']}") == (
+        f"set(eth(src={rmac},dst={z['mac']})),set(ipv6(src={gw6},dst={ip6})),"
+        f"set(nd_ext(nd_reserved=0xe0000000,nd_options_type=2)),set(nd(tll={rmac})),set(icmpv6(type=136,code=0)),"
+        f"{z['port']}")
+    # no source link-layer option (e.g. DAD from ::): no option to answer with, not answered
+    assert datapath_actions(fabric, "node-1", solicit) == "drop"
+    echo = (f"{pod},dl_dst={rmac},icmp6,ipv6_src={ip6},ipv6_dst={gw6},nw_ttl=64,icmpv6_type=128,icmpv6_code=0")
+    assert datapath_actions(fabric, "node-1", echo) == (
+        f"set(eth(src={rmac},dst={z['mac']})),set(ipv6(src={gw6},dst={ip6})),set(icmpv6(type=129,code=0)),"
+        f"{z['port']}")
+    # a finance pod cannot reach ops' gateway, even with ops' router MAC
+    a = fabric.pods[("trading", "a")]
+    assert datapath_actions(fabric, "node-1", ip_packet(a, rmac, "10.40.0.1")) == "drop"

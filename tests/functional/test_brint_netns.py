@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import struct
 import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.functional.brint import VPCS, Fabric
+from vpcnet.flows.inputs import router_mac
 from vpcnet.sim.prometheus import PrivatePrometheus
 
 
@@ -106,3 +110,112 @@ def test_real_prometheus_scrapes_the_controller(fabric, tmp_path):
         packets = prom.wait_for('sum(vpcnet_table_packets_total{node="node-1",table="classifier"})',
                                 lambda r: float(r[0]["value"][1]) > 0, timeout=30)
         assert float(packets[0]["value"][1]) > 0
+
+
+# --- the gateway answers ping ----------------------------------------------------------------
+def _snmp(fabric, pod) -> dict[str, int]:
+    """The pod's kernel ICMP/ICMPv6 counters (its own netns' /proc/net/snmp and snmp6)."""
+    out: dict[str, int] = {}
+    lines = fabric.in_pod(*pod, "cat", "/proc/net/snmp").stdout.splitlines()
+    for head, values in zip(lines[::2], lines[1::2]):
+        proto, *names = head.split()
+        out.update({proto[:-1] + n: int(v) for n, v in zip(names, values.split()[1:])})
+    for line in fabric.in_pod(*pod, "cat", "/proc/net/snmp6").stdout.splitlines():
+        name, value = line.split()
+        out[name] = int(value)
+    return out
+
+
+def _csum(data: bytes) -> int:
+    data += b"\0" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _inject_echo_reply(fabric, pod: dict, src_mac: str, src_ip: str, good: bool) -> None:
+    """Send an ICMP echo reply to ``pod`` from the bridge side of its veth, its ICMP checksum
+    right or wrong: the control showing that the pod's kernel does check it on this path."""
+    icmp = struct.pack("!BBHHH", 0, 0, 0, 0x7777, 1) + b"vpcnet" * 8
+    csum = _csum(icmp) ^ (0 if good else 0x5A5A)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 7, 0x4000, 64, 1, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(pod["ip"]))
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    frame = bytes.fromhex(pod["mac"].replace(":", "") + src_mac.replace(":", "")) + b"\x08\x00" + ip + icmp
+    send = ("import socket,sys; s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind((sys.argv[1],0)); "
+            "s.send(bytes.fromhex(sys.argv[2]))")
+    subprocess.run(["ip", "netns", "exec", fabric.nodes[pod["node"]].netns, sys.executable, "-c", send, pod["port"],
+                    frame.hex()], check=True, capture_output=True, timeout=30)
+
+
+def _responder_packets(fabric, node: str, gw: str) -> int:
+    """n_packets of the echo responder flows for gateway ``gw`` on ``node`` (stats synced first)."""
+    fabric.nodes[node].appctl("revalidator/wait")
+    out = fabric.nodes[node].ofctl("dump-flows", "br-int", f"table=40,icmp,nw_dst={gw},icmp_type=8")
+    return sum(int(n) for n in re.findall(r"n_packets=(\d+)", out))
+
+
+def _router_mac(fabric, vpc: str) -> str:
+    return router_mac(fabric.api("GET", f"/v1/objects/vpcs/{vpc}")["status"]["id"])
+
+
+def test_pods_ping_their_own_gateway_only(fabric):
+    a, c, x = ("trading", "a"), ("trading", "c"), ("shop", "x")
+    fin = _router_mac(fabric, "finance")
+    # the control: this kernel drops an echo reply with a bad ICMP checksum (and counts it), so a
+    # reply it counts as received had a right checksum
+    before = _snmp(fabric, a)
+    _inject_echo_reply(fabric, fabric.pods[a], fin, "10.10.0.1", good=False)
+    _inject_echo_reply(fabric, fabric.pods[a], fin, "10.10.0.1", good=True)
+    time.sleep(0.3)
+    after = _snmp(fabric, a)
+    assert after["IcmpInCsumErrors"] - before["IcmpInCsumErrors"] == 1
+    assert after["IcmpInEchoReps"] - before["IcmpInEchoReps"] == 1
+    # a real ping of the gateway: answered by br-int, with right checksums
+    before = _snmp(fabric, a)
+    r = fabric.in_pod(*a, "ping", "-c", "2", "-W", "1", "10.10.0.1")
+    assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
+    after = _snmp(fabric, a)
+    assert after["IcmpInEchoReps"] - before["IcmpInEchoReps"] == 2
+    assert after["IcmpInCsumErrors"] == before["IcmpInCsumErrors"]   # (a bad IP header never gets this far)
+    assert f"lladdr {fin} " in fabric.in_pod(*a, "ip", "neigh", "show", "10.10.0.1").stdout
+    assert _responder_packets(fabric, "node-1", "10.10.0.1") == 2
+    # the gateway on the other node (c's own br-int answers), and in the other VPC
+    assert fabric.ping(c, "10.10.0.1", count=2)
+    assert fabric.ping(x, "10.30.0.1", count=2)
+    # the gateway of another subnet of the VPC, or of another VPC: no answer, from any responder
+    seen = {gw: _responder_packets(fabric, "node-1", gw) for gw in ("10.20.0.1", "10.30.0.1")}
+    assert not fabric.ping(a, "10.20.0.1", count=2, wait=0.5), "payments-a's gateway answered trading-a"
+    assert not fabric.ping(a, "10.30.0.1", count=2, wait=0.5), "retail's gateway answered finance"
+    assert {gw: _responder_packets(fabric, "node-1", gw) for gw in seen} == seen == {"10.20.0.1": 0, "10.30.0.1": 2}
+
+
+def test_ipv6_pod_resolves_and_pings_its_gateway(fabric):
+    fabric.apply([
+        {"apiVersion": "vpcnet.io/v1", "kind": "Vpc", "metadata": {"name": "ops"}, "spec": {"namespaces": ["ops"]}},
+        {"apiVersion": "vpcnet.io/v1", "kind": "Subnet", "metadata": {"name": "ops-a"},
+         "spec": {"vpc": "ops", "cidrBlock": "10.40.0.0/24,fd00:40::/64", "namespaces": ["ops"]}},
+    ])
+    pods = [("ops", "z1"), ("ops", "z2")]
+    for (ns, name), node, ip, port in zip(pods, ("node-1", "node-2"), ("10.40.0.41", "10.40.0.42"), (41, 42)):
+        fabric.add_pod(ns, name, node, ip, port)
+    fabric.settle()
+    rmac = _router_mac(fabric, "ops")
+    for pod in pods:
+        status = fabric.api("GET", f"/v1/objects/pods/{pod[1]}?namespace=ops")["status"]
+        cidr6 = next(c for c in status["cidrs"] if ":" in c)
+        gw6 = next(g for g in status["gateway"].split(",") if ":" in g)
+        assert fabric.in_pod(*pod, "ip", "-6", "addr", "add", cidr6, "dev", "eth0", "nodad").returncode == 0
+        before = _snmp(fabric, pod)
+        r = fabric.in_pod(*pod, "ping", "-c", "2", "-W", "1", gw6)
+        assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        after = _snmp(fabric, pod)
+        # the neighbour advertisement was accepted: the gateway is the router MAC, a router
+        neigh = fabric.in_pod(*pod, "ip", "-6", "neigh", "show", gw6).stdout
+        assert f"lladdr {rmac} router" in neigh, neigh
+        assert after["Icmp6InNeighborAdvertisements"] > before["Icmp6InNeighborAdvertisements"]
+        assert after["Icmp6InEchoReplies"] - before["Icmp6InEchoReplies"] == 2
+        assert after["Icmp6InCsumErrors"] == before["Icmp6InCsumErrors"]
+        assert fabric.ping(pod, "10.40.0.1", count=2)

@@ -41,6 +41,10 @@ def test_every_version_add_check_del_and_pods_talk(node):
     first_ip = pods[0][2]
     for cid, netns, ip, version, out in pods[1:]:
         assert node.ping(netns, first_ip), f"{version}: pod {ip} cannot reach {first_ip}"
+    for cid, netns, ip, version, out in pods:   # br-int answers for the gateway the result names
+        gateway = out["ips"][0]["gateway"]
+        assert gateway == "10.10.0.1", out
+        assert node.ping(netns, gateway), f"{version}: pod {ip} cannot ping its gateway {gateway}"
     for i, (cid, netns, ip, version, out) in enumerate(pods):
         if version in ("0.4.0", "1.0.0", "1.1.0"):   # CHECK exists from 0.4.0 on
             rc, res, err = node.cni("CHECK", cid, netns, pod=("trading", f"web-{i}"), version=version,

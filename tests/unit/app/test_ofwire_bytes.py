@@ -13,7 +13,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.flows.fields import BitField
-from vpcnet.flows.model import IP, TCP, Controller, Flow, Goto, Load, Match, Output, SetField
+from vpcnet.flows.model import (
+    ICMP6, IP, TCP, Controller, Flow, Goto, Load, Match, Output, SetField, nd_solicit_to_advert,
+)
 from vpcnet.flows.render import sorted_flows
 
 from .ofwire_cases import every_scenario_flow, extra_flows
@@ -55,6 +57,23 @@ def test_direct_encoding_is_byte_identical_to_os_ken(command):
                 bad.append(f)
     assert not bad, bad[:3]
     assert ofencode.ENCODER.fallbacks == before, "the direct path covers every compiled and test flow"
+
+
+def test_ovs_extension_fields_go_out_as_ericoxm_and_read_back_by_name():
+    """nd_reserved / nd_options_type: set_field with OVS's ERICOXM_OF_ICMPV6_ND_RESERVED (class
+    0x1000, field 1, 4 bytes) and ERICOXM_OF_ICMPV6_ND_OPTIONS_TYPE (field 2, 1 byte) headers,
+    through os-ken's generic fields, and named like OVS in signatures."""
+    f = Flow("l3_fwd", 300, Match(ICMP6, icmp_type=135, nd_target="fd00::1"),
+             nd_solicit_to_advert() + (Goto("arp_responder"),), 0x1)
+    raw = ofencode.encode_flow_mod(f)
+    assert raw == ofwire.osken_flow_mod(f)
+    set_field = struct.pack("!HH", ofp.OFPAT_SET_FIELD, 16)
+    assert set_field + bytes.fromhex("10000204" "e0000000") + bytes(4) in raw
+    assert set_field + bytes.fromhex("10000401" "02") + bytes(7) in raw
+    apply = dict(ofcompare.desired_signature(f)[4])["apply"]
+    assert apply == (("set_field", "icmpv6_type", 136, 0xFF), ("set_field", "nd_reserved", 0xE0000000, 0xFFFFFFFF),
+                     ("set_field", "nd_options_type", 2, 0xFF))
+    assert ofcompare.entry_identity(entry_of(raw)) == osken_identity(entry_of(raw))
 
 
 def test_cookie_replaces_the_flows_cookie_only():

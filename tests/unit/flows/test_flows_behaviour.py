@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flow_invariants import compile_checked, all_flows
-from flow_scenarios import POD, ROUTER_FINANCE, ROUTER_LAB, UPLINK, mac, two_vpcs
-from walker import Walker, arp_request, ip_packet, reply_of
+from flow_scenarios import POD, ROUTER_FINANCE, ROUTER_LAB, ROUTER_RETAIL, UPLINK, mac, two_vpcs
+from walker import Walker, arp_request, ip_packet, neighbour_solicitation, reply_of
 
 A, B, C, X, R, D, E, P = (POD[n] for n in "abcxrdep")
 
@@ -175,13 +175,109 @@ def test_router_mac_from_uplink_is_not_routed(walkers):
     assert walkers["node-1"].trace(pkt).dropped
 
 
-def test_vpc_without_l3_does_not_route_but_answers_gateway_arp():
+def test_vpc_without_l3_does_not_route_but_answers_gateway_arp_and_ping():
     cluster = two_vpcs()
     w = Walker(all_flows(compile_checked(cluster, "node-1")))
     l2 = POD["l2"]
     assert w.trace(ip_packet(l2.ofport, l2.mac, ROUTER_LAB, l2.ips[0], "10.9.1.5")).dropped
     res = w.trace(arp_request(l2.ofport, l2.mac, l2.ips[0], "10.9.2.1"))
     assert res.to(l2.ofport)["arp_sha"] == ROUTER_LAB
+    res = w.trace(ip_packet(l2.ofport, l2.mac, ROUTER_LAB, l2.ips[0], "10.9.2.1"))
+    assert res.ports == [l2.ofport] and res.to(l2.ofport)["icmp_type"] == 0
+    # the other subnet's gateway is not this pod's gateway, and nothing routes there
+    assert w.trace(ip_packet(l2.ofport, l2.mac, ROUTER_LAB, l2.ips[0], "10.9.1.1")).dropped
+
+
+# --- the gateway answers ping (and IPv6 neighbour discovery) -------------------------------
+def test_ping_gateway_answered_to_in_port_by_the_router():
+    for node, pod, gw in (("node-1", A, "10.0.1.1"), ("node-1", C, "10.0.3.1"), ("node-2", D, "10.0.2.1")):
+        w = Walker(all_flows(compile_checked(two_vpcs(), node)))
+        res = w.trace(ping(pod, ROUTER_FINANCE, gw, ttl=9))
+        assert res.ports == [pod.ofport], (pod.name, res.path)
+        reply = res.to(pod.ofport)
+        assert (reply["dl_src"], reply["dl_dst"]) == (ROUTER_FINANCE, pod.mac)
+        assert (reply["nw_src"], reply["nw_dst"]) == (gw, pod.ips[0])
+        assert (reply["icmp_type"], reply["icmp_code"], reply["nw_ttl"], reply["vlans"]) == (0, 0, 9, [])
+        assert res.tables()[-1] == "l3_fwd"       # answered by the router, before any switching
+        assert w.ct.conns == []                   # and never committed to conntrack
+
+
+def test_ping_gateway_same_address_in_two_vpcs_answered_by_each_router(walkers):
+    w = walkers["node-1"]   # finance/web and retail/shop are both 10.0.1.0/24, gateway 10.0.1.1
+    fin = w.trace(ping(A, ROUTER_FINANCE, "10.0.1.1")).to(A.ofport)
+    ret = w.trace(ping(X, ROUTER_RETAIL, "10.0.1.1")).to(X.ofport)
+    assert fin["dl_src"] == ROUTER_FINANCE and ret["dl_src"] == ROUTER_RETAIL
+    assert fin["nw_src"] == ret["nw_src"] == "10.0.1.1"
+
+
+def test_ping_gateway_of_another_subnet_or_vpc_not_answered(walkers):
+    w = walkers["node-1"]
+    # app's gateway from web: routed into app like any address there, and nobody has it
+    res = w.trace(ping(A, ROUTER_FINANCE, "10.0.3.1"))
+    assert res.dropped and res.tables()[-1] == "l3_neigh"
+    # another VPC's gateway: no route to it (finance), or not our router's MAC (retail)
+    for dst_mac, gw in ((ROUTER_FINANCE, "10.8.0.1"), (ROUTER_RETAIL, "10.8.0.1"), (ROUTER_RETAIL, "10.0.1.1")):
+        res = w.trace(ping(A, dst_mac, gw))
+        assert res.dropped, (dst_mac, gw, res.path)
+    # the gateway address at a pod's MAC is not the router: plain switching (A's own port never)
+    assert w.trace(ping(A, B.mac, "10.0.1.1")).ports == [B.ofport]
+
+
+def test_ping_gateway_only_echo_requests_from_pods(walkers):
+    w = walkers["node-1"]
+    # echo replies, other codes, TCP to the gateway: not answered (routed to nobody: dropped)
+    for pkt in (ping(A, ROUTER_FINANCE, "10.0.1.1", icmp_type=0), ping(A, ROUTER_FINANCE, "10.0.1.1", icmp_code=1),
+                ping(A, ROUTER_FINANCE, "10.0.1.1", proto="tcp")):
+        res = w.trace(pkt)
+        assert res.dropped and ("l3_fwd", 300) not in res.path, pkt
+    # from the fabric (another node's pod): never answered here, the pod's own node answers
+    res = w.trace(ip_packet(UPLINK, R.mac, ROUTER_FINANCE, R.ips[0], "10.0.1.1", vlan=100))
+    assert res.dropped and ("l3_fwd", 300) not in res.path
+    # a spoofed source is dropped before the router sees it
+    assert w.trace(ip_packet(A.ofport, A.mac, ROUTER_FINANCE, "10.0.1.99", "10.0.1.1")).path[-1] == ("port_sec", 0)
+
+
+def test_ping6_gateway_answered(walkers):
+    res = walkers["node-2"].trace(ip_packet(D.ofport, D.mac, ROUTER_FINANCE, "fd00:2::6", "fd00:2::1", ttl=7))
+    assert res.ports == [D.ofport]
+    reply = res.to(D.ofport)
+    assert (reply["dl_src"], reply["dl_dst"]) == (ROUTER_FINANCE, D.mac)
+    assert (reply["ipv6_src"], reply["ipv6_dst"]) == ("fd00:2::1", "fd00:2::6")
+    assert (reply["icmp_type"], reply["icmp_code"], reply["nw_ttl"]) == (129, 0, 7)
+
+
+def test_neighbour_solicitation_for_gateway_answered_like_arp(walkers):
+    w = walkers["node-2"]
+    for ns in (neighbour_solicitation(D.ofport, D.mac, "fd00:2::6", "fd00:2::1", sll=D.mac),
+               # reachability probe: unicast to the router, from the link-local address
+               neighbour_solicitation(D.ofport, D.mac, "fe80::c76:70ff:fe00:206", "fd00:2::1", sll=D.mac,
+                                      dl_dst=ROUTER_FINANCE, dst="fd00:2::1")):
+        res = w.trace(ns)
+        assert res.ports == [D.ofport], res.path
+        assert res.tables()[-2:] == ["l3_fwd", "arp_responder"]
+        na = res.to(D.ofport)
+        assert (na["dl_src"], na["dl_dst"]) == (ROUTER_FINANCE, D.mac)
+        assert (na["ipv6_src"], na["ipv6_dst"], na["nw_ttl"]) == ("fd00:2::1", ns["ipv6_src"], 255)
+        assert (na["icmp_type"], na["icmp_code"], na["nd_target"]) == (136, 0, "fd00:2::1")
+        assert na["nd_reserved"] == 0xE0000000          # router, solicited, override
+        assert na["nd_tll"] == ROUTER_FINANCE and "nd_sll" not in na
+
+
+def test_neighbour_solicitation_for_gateway_without_source_option_dropped(walkers):
+    w = walkers["node-2"]
+    for ns in (neighbour_solicitation(D.ofport, D.mac, "::", "fd00:2::1"),          # DAD
+               neighbour_solicitation(D.ofport, D.mac, "fd00:2::6", "fd00:2::1")):   # no option
+        res = w.trace(ns)
+        assert res.dropped and res.path[-1] == ("l3_fwd", 310), res.path
+
+
+def test_neighbour_solicitation_for_pods_and_from_fabric_not_answered_by_router(walkers):
+    w = walkers["node-2"]
+    res = w.trace(neighbour_solicitation(D.ofport, D.mac, "fd00:2::6", "fd00:2::7", sll=D.mac))
+    assert res.ports == sorted([E.ofport, UPLINK]) and res.to(E.ofport)["icmp_type"] == 135
+    from_fabric = neighbour_solicitation(UPLINK, mac(0x208), "fd00:2::8", "fd00:2::1", sll=mac(0x208))
+    res = w.trace(from_fabric | {"vlans": [200]})
+    assert sorted(res.ports) == [D.ofport, E.ofport] and res.to(D.ofport)["icmp_type"] == 135
 
 
 # --- conntrack ------------------------------------------------------------------------------

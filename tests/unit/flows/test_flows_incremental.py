@@ -6,10 +6,11 @@ import random
 
 import pytest
 
-from flow_invariants import check_flowset
+from flow_invariants import all_flows, check_flowset
 from flow_scenarios import NODES, POD, PODS, SUBNETS, VPCS, mac, two_vpcs
 from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
-from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn
+from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn, router_mac
+from walker import Walker, ip_packet
 
 
 def apply_change(state: dict, change: Change) -> dict:
@@ -92,6 +93,35 @@ def test_subnet_vpc_and_node_changes():
     c4 = ClusterIn(vpcs, subnets + (SubnetIn("ops", "finance", ("10.0.9.0/24",), ("10.0.9.1",), 909, 99),),
                    PODS, nodes)
     step(c3, c4, "subnet/ops")
+
+
+def _gateway_reply(cluster: ClusterIn, pod: PodIn, gw: str, router: str):
+    """The packet ``pod`` gets back for a ping to ``gw`` sent to ``router`` (None: no answer) on
+    its node's flows (``step`` has checked that the incremental result equals them)."""
+    res = Walker(all_flows(compile_node(cluster, pod.node))).trace(
+        ip_packet(pod.ofport, pod.mac, router, pod.ips[0], gw))
+    return res.to(pod.ofport) if res.ports == [pod.ofport] else None
+
+
+def test_gateway_and_router_mac_changes_recompute_the_answers():
+    a = POD["a"]
+    c0 = two_vpcs()
+    assert _gateway_reply(c0, a, "10.0.1.1", router_mac(7))["nw_src"] == "10.0.1.1"
+    # web's gateway moves to .254: a subnet change, which recomputes the subnet's owner everywhere
+    subnets = tuple(dataclasses.replace(s, gateways=("10.0.1.254",)) if s.name == "web" else s for s in SUBNETS)
+    c1 = ClusterIn(VPCS, subnets, PODS, NODES)
+    affected = step(c0, c1, "subnet/web")
+    assert all("subnet/web" in owners for owners in affected.values()) and set(affected) == {"node-1", "node-2"}
+    assert _gateway_reply(c1, a, "10.0.1.254", router_mac(7))["nw_src"] == "10.0.1.254"
+    assert _gateway_reply(c1, a, "10.0.1.1", router_mac(7)) is None
+    # finance gets another id, hence another router MAC: a VPC change
+    vpcs = tuple(VpcIn("finance", 70, 1007) if v.name == "finance" else v for v in VPCS)
+    c2 = ClusterIn(vpcs, subnets, PODS, NODES)
+    affected = step(c1, c2, "vpc/finance")
+    assert "subnet/web" in affected["node-1"]
+    reply = _gateway_reply(c2, a, "10.0.1.254", router_mac(70))
+    assert reply["dl_src"] == router_mac(70) != router_mac(7)
+    assert _gateway_reply(c2, a, "10.0.1.254", router_mac(7)) is None
 
 
 @pytest.mark.parametrize("seed", range(3))

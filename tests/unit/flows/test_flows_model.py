@@ -8,8 +8,8 @@ import pytest
 from vpcnet.flows import cookies, fields
 from vpcnet.flows.fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, SUBNET_ID, VPC_ID, BitField, Mark
 from vpcnet.flows.model import (
-    ARP, IP, IPV6, TCP, Bucket, Conjunction, Ct, Flow, FlowError, Goto, Group, Load, Match, Move, Nat,
-    Output, SetField, set_vlan_vid,
+    ARP, ICMP, ICMP6, IP, IPV6, TCP, Bucket, Conjunction, Ct, Flow, FlowError, Goto, Group, Load, Match, Move,
+    Nat, Output, SetField, echo_reply, nd_advert_reply, nd_solicit_to_advert, set_vlan_vid,
 )
 
 
@@ -79,6 +79,32 @@ def test_action_validation():
         Nat("dst")
     assert set_vlan_vid(100).value == 4196
     assert SetField("eth_src", "0E:76:70:FF:00:07").value == "0e:76:70:ff:00:07"
+
+
+def test_icmp_and_nd_rewrites_follow_ovs_prerequisites():
+    """OVS checks a set_field's prerequisites against the flow's match only (an earlier set_field
+    of icmpv6_type does not make nd_tll settable): the model does the same."""
+    rmac = "0e:76:70:ff:00:07"
+    with pytest.raises(FlowError, match="requires icmp in the match"):
+        Flow("l3_fwd", 1, Match(ICMP6, icmp_type=128), (SetField("icmp_type", 0),))
+    with pytest.raises(FlowError, match="requires icmp6 in the match"):
+        Flow("l3_fwd", 1, Match(ICMP, icmp_type=8), (SetField("icmpv6_type", 129),))
+    with pytest.raises(FlowError, match="icmp_type=136"):
+        Flow("l3_fwd", 1, Match(ICMP6, icmp_type=135), (SetField("icmpv6_type", 136), SetField("nd_tll", rmac)))
+    with pytest.raises(FlowError, match="icmp_type=135/136"):
+        Flow("l3_fwd", 1, Match(ICMP6, icmp_type=128), (SetField("nd_reserved", 0xE0000000),))
+    with pytest.raises(FlowError, match="icmp_type=135"):
+        Match(ICMP6, icmp_type=136, nd_sll=rmac)
+    with pytest.raises(FlowError, match="does not fit|not a 8-bit"):
+        SetField("nd_options_type", 256)
+    # the reply builders are valid with the matches their docs name
+    Flow("l3_fwd", 1, Match(ICMP, nw_dst="10.0.0.1", icmp_type=8), echo_reply(rmac, "10.0.0.1"))
+    Flow("l3_fwd", 1, Match(ICMP6, ipv6_dst="fd00::1", icmp_type=128), echo_reply(rmac, "fd00::1"))
+    Flow("l3_fwd", 1, Match(ICMP6, icmp_type=135, nd_target="fd00::1", nd_sll=rmac), nd_solicit_to_advert())
+    Flow("l3_fwd", 1, Match(ICMP6, icmp_type=136, nd_target="fd00::1"), nd_advert_reply(rmac, "fd00::1"))
+    assert [a.field for a in echo_reply(rmac, "fd00::1") if isinstance(a, SetField)] == \
+        ["eth_src", "ipv6_src", "icmpv6_type"]
+    assert [(a.field, a.value) for a in echo_reply(rmac, "10.0.0.1") if isinstance(a, SetField)][-1] == ("icmp_type", 0)
 
 
 def test_flow_rules():

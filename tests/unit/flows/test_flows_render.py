@@ -9,8 +9,8 @@ import pytest
 from flow_invariants import all_flows
 from vpcnet.flows.fields import CT_MARK_POLICY, SUBNET_ID
 from vpcnet.flows.model import (
-    IP, TCP, Bucket, Conjunction, Controller, Ct, Group, GroupAction, Load, Match, Meter, Nat, Output,
-    PopVlan, PushVlan, set_vlan_vid,
+    ICMP6, IP, TCP, Bucket, Conjunction, Controller, Ct, Group, GroupAction, Load, Match, Meter, Nat, Output,
+    PopVlan, PushVlan, nd_solicit_to_advert, set_vlan_vid,
 )
 from vpcnet.flows.pipeline import PIPELINE
 from vpcnet.flows.render import render, render_flow, render_for_ofctl, render_group, render_meter
@@ -78,3 +78,20 @@ def test_ovs_ofctl_parses_groups_and_rare_actions(tmp_path):
     g = render_group(Group(4, "select", (Bucket((Output(1),), 2), Bucket((Output(2),), 1))))
     proc = subprocess.run([OFCTL, "-O", "OpenFlow13", "parse-group", g], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_icmp_and_nd_set_fields_render_like_ovs_dumps():
+    f = PIPELINE.flow("l3_fwd", 300, Match(ICMP6, icmp_type=135, nd_target="fd00::1", nd_sll="00:00:00:00:00:00"),
+                      nd_solicit_to_advert(), owner="subnet/s")
+    assert render_flow(f).endswith(
+        "priority=300,icmp6,icmp_type=135,nd_target=fd00::1,nd_sll=00:00:00:00:00:00 "
+        "actions=set_field:136->icmpv6_type,set_field:3758096384->nd_reserved,set_field:2->nd_options_type")
+
+
+def test_ovs_checks_nd_tll_against_the_match_only(tmp_path):
+    """Why the gateway's neighbour advertisement takes two flows (model.nd_solicit_to_advert): OVS
+    itself refuses nd_tll in a flow matching a solicitation, even after set_field:136->icmpv6_type."""
+    one = ("table=40,priority=1,icmp6,icmp_type=135,nd_target=fd00::1,actions=set_field:136->icmpv6_type,"
+           "set_field:0e:76:70:ff:00:07->nd_tll,IN_PORT")
+    proc = subprocess.run([OFCTL, "-O", "OpenFlow13", "parse-flow", one], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "nd_tll lacks correct prerequisites" in proc.stderr, proc.stderr

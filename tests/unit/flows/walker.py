@@ -8,10 +8,16 @@ It models the parts of OVS the pipeline relies on:
   (all / select / indirect), controller;
 * a small conntrack: per-zone connection table, ct_state flags +trk/+new/+est/+rel/+rpl/+inv,
   ct(commit) with exec(ct_mark/ct_label), ct(table=) recirculation, simple NAT (src/dst address
-  and port, reversed for replies).
+  and port, reversed for replies);
+* ICMP/ICMPv6 type rewrites and neighbour discovery: a message's link-layer option is ``nd_sll``
+  (source, option type 1) or ``nd_tll`` (target, type 2) in the packet, absent when the message
+  has none (matching ``nd_sll`` then sees 00:00:00:00:00:00, as in OVS); ``nd_options_type``
+  retypes the option (a message without one is a WalkError: OVS would write past its end);
+  set_field nd_sll/nd_tll changes the option only if it is of that type (OVS's packet_set_nd).
 
 Packets are plain dicts keyed by OVS match field names (``in_port``, ``dl_src``, ``nw_dst``...),
-plus ``vlans`` (outermost first) and ``nw_ttl``. Build them with ``ip_packet``/``arp_request``.
+plus ``vlans`` (outermost first) and ``nw_ttl``. Build them with ``ip_packet``/``arp_request``/
+``neighbour_solicitation``.
 """
 from __future__ import annotations
 
@@ -33,7 +39,10 @@ from vpcnet.flows.model import (
 _SET_TO_PKT = {"eth_src": "dl_src", "eth_dst": "dl_dst", "arp_op": "arp_op", "arp_spa": "arp_spa",
                "arp_tpa": "arp_tpa", "arp_sha": "arp_sha", "arp_tha": "arp_tha", "ip_src": "nw_src",
                "ip_dst": "nw_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "tcp_src": "tp_src",
-               "tcp_dst": "tp_dst"}
+               "tcp_dst": "tp_dst", "icmp_type": "icmp_type", "icmpv6_type": "icmp_type",
+               "nd_reserved": "nd_reserved"}
+_ND_OPTION = {1: "nd_sll", 2: "nd_tll"}     # ND option type -> packet key of its link-layer address
+_NO_MAC = "00:00:00:00:00:00"
 _PKT_DEFAULTS = {**{f"reg{i}": 0 for i in range(16)}, "metadata": 0, "ct_mark": 0, "ct_label": 0,
                  "ct_zone": 0}
 
@@ -70,6 +79,19 @@ def arp_request(in_port, sha, spa, tpa, vlan=None, dl_dst="ff:ff:ff:ff:ff:ff") -
     return {"in_port": in_port, "dl_src": sha, "dl_dst": dl_dst, "vlans": [vlan] if vlan else [],
             "dl_type": ETH_ARP, "arp_op": 1, "arp_sha": sha, "arp_spa": spa,
             "arp_tha": "00:00:00:00:00:00", "arp_tpa": tpa}
+
+
+def neighbour_solicitation(in_port, dl_src, src, target, sll=None, dl_dst=None, dst=None) -> dict:
+    """An ICMPv6 neighbour solicitation for ``target`` from ``src`` (``::`` for DAD), with a source
+    link-layer address option ``sll`` (None: no option), to the target's solicited-node multicast
+    address unless ``dst``/``dl_dst`` say otherwise (unicast, for reachability probes)."""
+    low = int(netaddr.IPAddress(target)) & 0xFFFFFF
+    pkt = ip_packet(in_port, dl_src, dl_dst or f"33:33:ff:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}",
+                    src, dst or str(netaddr.IPAddress((0xFF02 << 112) | (0x1FF << 24) | low, 6)),
+                    ttl=255, icmp_type=135, nd_target=target, nd_reserved=0)
+    if sll is not None:
+        pkt["nd_sll"] = sll
+    return pkt
 
 
 def reply_of(pkt: dict, in_port) -> dict:
@@ -201,6 +223,8 @@ class Walker:
         if name == "conj_id":
             return True  # resolved in lookup(), against the completed conjunctions
         have = pkt.get(name, _PKT_DEFAULTS.get(name))
+        if have is None and name == "nd_sll":
+            have = _NO_MAC   # OVS: a solicitation without the option has nd_sll all zero
         if have is None:
             return False
         if spec.kind in ("ipv4", "ipv6"):
@@ -263,6 +287,11 @@ class Walker:
                     if not pkt["vlans"]:
                         raise WalkError("set vlan_vid on an untagged packet")
                     pkt["vlans"][0] = a.value & 0xFFF
+                elif a.field == "nd_options_type":
+                    self._retype_nd_option(pkt, a.value)
+                elif a.field in ("nd_sll", "nd_tll"):
+                    if a.field in pkt:      # only an option of that type is rewritten
+                        pkt[a.field] = a.value
                 else:
                     pkt[_SET_TO_PKT[a.field]] = a.value
             elif isinstance(a, Load):
@@ -293,6 +322,16 @@ class Walker:
                 raise WalkError("conjunction flow selected directly")
             else:
                 raise WalkError(f"walker cannot execute {a!r}")
+
+    @staticmethod
+    def _retype_nd_option(pkt, opt_type):
+        have = [k for k in ("nd_sll", "nd_tll") if k in pkt]
+        if not have:
+            raise WalkError("nd_options_type on an ND message without a link-layer option "
+                            "(OVS would write the type past the end of the message)")
+        if opt_type not in _ND_OPTION:
+            raise WalkError(f"walker models ND options 1 and 2 only, not {opt_type}")
+        pkt[_ND_OPTION[opt_type]] = pkt.pop(have[0])
 
     @staticmethod
     def _snapshot(pkt):
