@@ -125,6 +125,11 @@ class FabricEngine:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="fabric", daemon=True)
+        # hardware VTEP leaves (driver vtep): app/fabric_vtep.py
+        from vpcnet.app.fabric_vtep import VtepLeaves
+        self.vtep = VtepLeaves()
+        self.has_vteps = False          # set by every pass: Pod changes matter only then
+        self.pods_only = False          # what woke the loop: only Pod rows changed (first pass: all)
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> "FabricEngine":
@@ -136,10 +141,14 @@ class FabricEngine:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        self.vtep.close()
 
     def _row_changed(self, table: str, event: str) -> None:
         if table in FABRIC_TABLES:
+            self.pods_only = False
             self.wake.set()
+        elif table == "Pod" and self.has_vteps:
+            self.wake.set()       # remote MACs of the VTEP leaves
 
     # --- desired state ---------------------------------------------------------------------
     def _rows(self) -> dict[str, list]:
@@ -147,12 +156,25 @@ class FabricEngine:
 
     def desired(self) -> tuple[dict[str, LeafState], dict[str, dict]]:
         """(leaf -> LeafState for every NETCONF leaf, leaf -> spec)."""
+        states, _, specs = self._desired_all()
+        return states, specs
+
+    def _pod_rows(self) -> list:
+        from vpcnet.app.store import load_slices
+        load_slices(self.api, "Pod", None)     # every pod: the VTEPs need the remote ones
+        return self.api.list_objects("Pod").execute(check_error=True)
+
+    def _desired_all(self):
+        """(NETCONF leaf -> LeafState, VTEP leaf -> VtepState, leaf -> spec)."""
         rows = self._rows()
         fabric = fabric_input(rows["Vpc"], rows["Subnet"], rows["Node"], rows["Leaf"])
         specs = {r.name: _json(r.spec) for r in rows["Leaf"]}
         states = {name: st for name, st in compile_fabric(fabric).items()
                   if specs.get(name, {}).get("driver") == "netconf"}
-        return states, specs
+        self.has_vteps = any(s.get("driver") == "vtep" for s in specs.values())
+        vteps = self.vtep.desired(fabric, self._pod_rows(), specs) if self.has_vteps else {}
+        self.vtep.forget_others(vteps)
+        return states, vteps, specs
 
     def target(self, leaf: str, spec: dict):
         from vpcnet.fabric.netconf import LeafTarget
@@ -185,18 +207,35 @@ class FabricEngine:
     def sync(self, leaves: list[str] | None = None) -> list[LeafReport]:
         return self._run(leaves, apply=True)
 
-    def _run(self, leaves: list[str] | None, apply: bool) -> list[LeafReport]:
+    def _run(self, leaves: list[str] | None, apply: bool, kinds=("netconf", "vtep")) -> list[LeafReport]:
         with self.lock:
             try:
-                states, specs = self.desired()
+                states, vteps, specs = self._desired_all()
             except (InputError, ValueError, KeyError) as exc:
                 raise FabricError(f"fabric intent cannot be compiled: {exc}") from exc
-            names = sorted(states) if not leaves else list(leaves)
-            unknown = [n for n in names if n not in states]
+            if "netconf" not in kinds:
+                states = {}
+            if "vtep" not in kinds:
+                vteps = {}
+            names = sorted(states) + sorted(vteps) if not leaves else list(leaves)
+            unknown = [n for n in names if n not in states and n not in vteps]
             if unknown:
-                known = ", ".join(sorted(states)) or "none"
-                raise FabricError(f"leaf {', '.join(unknown)}: not a NETCONF Leaf (known: {known})")
-            return [self._one(states[n], specs[n], apply) for n in names]
+                known = ", ".join(sorted([*states, *vteps])) or "none"
+                kinds_text = "NETCONF or VTEP" if vteps else "NETCONF"
+                raise FabricError(f"leaf {', '.join(unknown)}: not a {kinds_text} Leaf (known: {known})")
+            return [self._one(states[n], specs[n], apply) if n in states
+                    else self._one_vtep(vteps[n], specs[n], apply) for n in names]
+
+    def _one_vtep(self, state, spec: dict, apply: bool) -> LeafReport:
+        report = LeafReport(state.leaf)
+        ok = self.vtep.one(report, state, spec, apply)
+        self._set_reachable(state.leaf, ok)
+        if report.applied:
+            self._count("applied", state.leaf)
+        elif not ok:
+            self._count("failed", state.leaf)
+        self.last[state.leaf] = report
+        return report
 
     def _one(self, state: LeafState, spec: dict, apply: bool) -> LeafReport:
         report = LeafReport(state.leaf, state.model)
@@ -252,9 +291,11 @@ class FabricEngine:
             if woke:
                 self.stopping.wait(self.debounce)
                 self.wake.clear()
+                pods_only, self.pods_only = self.pods_only, True
             try:
                 if woke:
-                    self._sync_all("intent changed")
+                    self._sync_all("pods changed" if pods_only else "intent changed",
+                                   ("vtep",) if pods_only else ("netconf", "vtep"))
                 else:
                     next_check = time.monotonic() + self.interval
                     self._check_all()
@@ -263,8 +304,8 @@ class FabricEngine:
             except Exception:
                 LOG.exception("fabric pass failed")
 
-    def _sync_all(self, why: str) -> None:
-        for r in self.sync():
+    def _sync_all(self, why: str, kinds=("netconf", "vtep")) -> None:
+        for r in self._run(None, apply=True, kinds=kinds):
             if r.error:
                 LOG.warning("fabric sync (%s): %s", why, r.error)
             elif r.applied:

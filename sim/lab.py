@@ -24,6 +24,9 @@ bridge — /work/shared/platform.md):
   NETCONF server only stores it and the leaf agent (sim/leafagent.py) realises it.
 * Safety: before anything else ``up`` installs unreachable routes in the root namespace for all
   lab prefixes; management runs from L-mgmt, which has no default route.
+* ``leaf_kind="vtep"``: the leaves are ovs-vtep hardware VTEPs instead (sim/lab_vtep.py: a
+  netdev Physical_Switch bridge on the node trunks, userspace VXLAN over an OVS underlay bridge,
+  static underlay routes, no FRR/NETCONF); the controller syncs their hardware_vtep databases.
 * All state is in ``RUN/lab.json`` (saved after every step), so ``status``/``exec``/``down`` work
   from a new process and ``down`` cleans up after a half-failed ``up``; ``down`` is idempotent.
 """
@@ -158,9 +161,6 @@ class Lab:
     def up(self, keep_on_failure: bool = False) -> dict:
         """Build the lab; prints progress; returns the timings. On failure everything built so
         far is torn down again (unless ``keep_on_failure``) and the error re-raised."""
-        if self.leaf_kind == "vtep":
-            raise NotImplementedError("leaf kind 'vtep' (ovs-vtep hardware-VTEP leaves) is not implemented "
-                                      "in the lab yet; use leaf_kind='evpn'")
         if self.state_file.exists():
             raise LabError(f"lab {self.name} already has state in {self.state_file}: `lab down` first")
         clash = [ns for ns in net.list_netns() if self.topo.owns_netns(ns)]
@@ -182,6 +182,12 @@ class Lab:
                  ("node daemons launch", self._launch_nodes),
                  ("NETCONF servers + leaf agents", self._start_leaf_mgmt),
                  ("node daemons ready", self._wait_nodes), ("BGP", self._wait_bgp)]
+        if self.leaf_kind == "vtep":   # sim/lab_vtep.py: ovs-vtep leaves, static underlay, no FRR
+            steps = [("route guard", self._guard), ("controller launch", self._launch_controller),
+                     ("namespaces, OVS, links", self._build), ("VTEP emulators", self._start_vteps),
+                     ("controller ready", self._wait_controller), ("Node/Leaf objects", self._apply_objects),
+                     ("node daemons launch", self._launch_nodes), ("node daemons ready", self._wait_nodes),
+                     ("underlay", self._wait_underlay)]
         try:
             for label, fn in steps:
                 t = time.monotonic()
@@ -255,6 +261,7 @@ class Lab:
         self.save()
         for ns, _ in jobs:
             self._mn[ns] = net.make_node(ns, attach=True)
+        vtep = self.leaf_kind == "vtep"
         mg, sp = self._mn[t.mgmt_netns], self._mn[t.spine_netns]
         batch = {t.mgmt_netns: [], t.spine_netns: [f"addr add {topo.SPINE_ROUTER_ID}/32 dev lo", "link set lo up"]}
         for lf in t.leaf_plans:
@@ -265,6 +272,9 @@ class Lab:
             batch[t.spine_netns].append(f"addr add {lf.spine_ip}/31 dev {lf.spine_if}")
             batch[lf.netns] = [f"addr add {lf.vtep}/32 dev lo", f"addr add {lf.mgmt_ip}/31 dev {topo.LEAF_MGMT_IF}",
                                f"addr add {lf.underlay_ip}/31 dev {topo.LEAF_SPINE_IF}"]
+            if vtep:   # underlay and VTEP addresses live on OVS's "ul" port (lab_vtep.build_leaf)
+                batch[lf.netns] = [f"addr add {lf.mgmt_ip}/31 dev {topo.LEAF_MGMT_IF}"]
+                continue
             # standalone = a plain learning switch (NORMAL), no controller; its own internal port
             # carries no VLAN (trunks=[4095]) so flooded frames never reach the tap
             ovss[lf.netns].vsctl("add-br", topo.FABRIC_BRIDGE, "--", "set", "Bridge", topo.FABRIC_BRIDGE,
@@ -273,10 +283,19 @@ class Lab:
         batch[t.mgmt_netns].append("link set lo up")
         for n in t.node_plans:
             net.link(self._mn[n.leaf_netns], self._mn[n.netns], n.leaf_port, n.uplink)
+            if vtep:
+                continue
             ovss[n.leaf_netns].vsctl("add-port", topo.FABRIC_BRIDGE, n.leaf_port, "--", "set", "Port", n.leaf_port,
                                      "vlan_mode=trunk", "trunks=4095")
+        if vtep:
+            from vpcnet.sim import lab_vtep
+            batch[t.spine_netns] += lab_vtep.spine_routes(t)
+            lab_vtep.spine_sysctls(t)
         for ns, cmds in batch.items():
             net.run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+        if vtep:
+            for lf in t.leaf_plans:
+                lab_vtep.build_leaf(ovss[lf.netns], lf)
         for ns in [t.spine_netns, *(lf.netns for lf in t.leaf_plans)]:
             net.sysctl(ns, net__ipv4__ip_forward=1)
         net.release(self._mn.values())
@@ -335,6 +354,9 @@ class Lab:
                          "leafPort": n.leaf_port, "ovsdb": f"unix:{self.node_dir(n) / 'ovs' / 'db.sock'}"}}
 
     def leaf_doc(self, lf: topo.LeafPlan) -> dict:
+        if self.leaf_kind == "vtep":
+            from vpcnet.sim import lab_vtep
+            return lab_vtep.leaf_doc(self, lf)
         return {"apiVersion": "vpcnet.io/v1", "kind": "Leaf", "metadata": {"name": lf.name},
                 "spec": {"driver": "netconf", "model": "vpcnet-leaf",
                          "managementAddress": f"{lf.mgmt_ip}:{topo.NETCONF_PORT}",
@@ -467,6 +489,20 @@ class Lab:
         self.state["timings"]["bgp_established_after_frr_start"] = round(took, 2)
         return f"{len(peers)} sessions Established {took:.2f} s after FRR start"
 
+    # --- VTEP leaves (sim/lab_vtep.py) ---------------------------------------------------------
+    def vtep(self, leaf: str | int):
+        """The PrivateVtep of a VTEP leaf (vtep_ctl, ofctl, ...), usable from a new process."""
+        from vpcnet.sim import lab_vtep
+        return lab_vtep.vtep_of(self, self.topo.leaf(leaf))
+
+    def _start_vteps(self) -> str:
+        from vpcnet.sim import lab_vtep
+        return lab_vtep.start_all(self)
+
+    def _wait_underlay(self) -> str:
+        from vpcnet.sim import lab_vtep
+        return lab_vtep.wait_underlay(self)
+
     # --- hosts and pods -------------------------------------------------------------------------
     def add_host(self, name: str, leaf: str | int, vlan: int, address: str | None = None,
                  mac: str | None = None) -> dict:
@@ -596,6 +632,7 @@ class Lab:
                 "ovs": {ns: {k: net.proc_alive(net.pid_record(p)) for k, p in r.get("pids", {}).items()}
                         for ns, r in self.state["ovs"].items()},
                 "frr": frrs, "agents": agents, "controller": self.state.get("controller"),
+                "vteps": self.state.get("vteps", {}),
                 "guard_routes": [{**r, "present": net.guard_present(r["prefix"], r["metric"])}
                                  for r in self.state["routes"]],
                 "hosts": self.state["hosts"],

@@ -77,6 +77,21 @@ def _pod_del(lab, problems: list[str]) -> None:
             problems.append(f"pod {key}: CNI DEL failed: {exc}")
 
 
+def _stop_vteps(lab, procs: dict[str, dict]) -> list[str]:
+    """VTEP leaves (sim/lab_vtep.py): ovs-vtep, then the hardware_vtep ovsdb-servers; recorded
+    PIDs, else their pidfiles in RUN/leafN/vtep (cmdline must name that directory). Their OVS
+    bridges (ovs-vtep's per-switch bridges too) live in the leaf's private OVS, which goes below."""
+    from vpcnet.sim.lab_vtep import stop_recorded
+    vteps = {k: r for k, r in procs.items() if k.startswith("vtep:")}
+    if lab.run_dir.is_dir():
+        for d in lab.run_dir.glob("*/vtep"):
+            for name, pidfile in (("ovs-vtep", "ovs-vtep.pid"), ("ovsdb-server", "vtep-ovsdb-server.pid")):
+                rec = _pidfile_proc(d / pidfile, str(d))
+                if rec:
+                    vteps.setdefault(f"vtep:{d.parent.name}:{name}", rec)
+    return stop_recorded(vteps) if vteps else []
+
+
 def teardown(lab) -> list[str]:
     t0 = time.monotonic()
     problems: list[str] = []
@@ -95,6 +110,7 @@ def teardown(lab) -> list[str]:
     problems += net.stop_procs([r for k, r in procs.items() if k.startswith("node:")], timeout=15)
     problems += net.stop_procs(_netconf_procs(procs), timeout=10)
     problems += net.stop_procs([r for k, r in procs.items() if k == "controller"], timeout=20)
+    problems += _stop_vteps(lab, procs)
     log(f"lab {lab.name}: processes stopped")
 
     pathspaces = set(t.frr_pathspaces()) | set(lab.state.get("frr", []))

@@ -79,7 +79,8 @@ def _read_pid(path: Path, timeout: float = 10.0) -> int:
 class PrivateVtep:
     def __init__(self, run_dir: Path | str, netns: str | None = None, *, emulator: bool = False,
                  physical_switch: str = "vtep0", ports: tuple[str, ...] = ("p1", "p2"),
-                 tunnel_ip: str = "192.0.2.1", datapath: str = "netdev"):
+                 tunnel_ip: str = "192.0.2.1", datapath: str = "netdev",
+                 ovs: PrivateOvs | None = None, make_ports: bool = True):
         if datapath not in ("netdev", "dummy"):
             raise ValueError(f"datapath={datapath!r} must be netdev or dummy")
         self.run_dir = Path(run_dir).resolve()
@@ -93,7 +94,11 @@ class PrivateVtep:
         self.db_file = self.run_dir / "vtep.db"
         self.sock = self.run_dir / "vtep.sock"
         self.bin_dir = self.run_dir / "bin"
-        self.ovs: PrivateOvs | None = None
+        self.ovs: PrivateOvs | None = ovs
+        self.own_ovs = ovs is None      # an OVS handed in (the lab's leaf OVS) is not ours to stop
+        if ovs is not None:
+            self.netns = ovs.netns
+        self.make_ports = make_ports    # False: the ports exist already (the lab's node trunks)
         self.pids: dict[str, int] = {}
 
     @property
@@ -139,14 +144,17 @@ class PrivateVtep:
         return dict(self.ovs.env, PATH=f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
 
     def _start_emulator(self) -> None:
-        self.ovs = PrivateOvs(self.run_dir / "ovs", dummy=self.datapath == "dummy",
-                              netns=self.netns)
-        self.ovs.start()
+        if self.ovs is None:
+            self.ovs = PrivateOvs(self.run_dir / "ovs", dummy=self.datapath == "dummy",
+                                  netns=self.netns)
+            self.ovs.start()
         ps = self.physical_switch
         self.ovs.vsctl("--may-exist", "add-br", ps, "--", "set", "Bridge", ps,
                        f"datapath_type={self.datapath}")
         for port in self.ports:
-            if self.datapath == "netdev":
+            if not self.make_ports:
+                self.ovs.vsctl("--may-exist", "add-port", ps, port)
+            elif self.datapath == "netdev":
                 self._ip("link", "add", port, "type", "veth", "peer", "name", self.peer(port))
                 for dev in (port, self.peer(port)):
                     self._ip("link", "set", dev, "up")
@@ -178,7 +186,8 @@ class PrivateVtep:
                         self.ovs.vsctl("--if-exists", "del-br", br)
                 except OvsError:
                     pass
-            self.ovs.stop()          # also deletes its network namespace (and so the veths)
+            if self.own_ovs:
+                self.ovs.stop()      # also deletes its network namespace (and so the veths)
             self.ovs = None
         pid = self.pids.pop("ovsdb-server", None)
         if pid is not None:

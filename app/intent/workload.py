@@ -255,11 +255,27 @@ def _host_port(r: Reporter, path: str, value: str, default_port: int) -> str | N
     return f"{host_text}:{port}"
 
 
+_UNIX_PATH = re.compile(r"/[^\x00-\x20\x7f]*")
+
+
+def _vtep_unix_remote(r: Reporter, path: str, value: str) -> str | None:
+    """``unix:/PATH`` for a hardware VTEP: its hardware_vtep OVSDB served on a unix socket of the
+    controller host (the lab's emulated VTEPs; ovsdbapp cannot dial from another netns)."""
+    sock = value[len("unix:"):]
+    if not _UNIX_PATH.fullmatch(sock) or len(sock) > 107 or "/../" in f"{sock}/":
+        r.bad(path, value, "is not a unix socket remote (unix:/ABSOLUTE/PATH, at most 107 "
+                           "characters, no spaces or '..')")
+        return None
+    return value
+
+
 def leaf_spec(f: Fields, ctx: SpecContext) -> dict[str, Any]:
     r = f.r
     driver = f.enum("driver", tuple(LEAF_DEFAULT_PORTS), required=True)
     mgmt = f.str("managementAddress", required=True)
-    if mgmt is not None:
+    if mgmt is not None and driver == "vtep" and mgmt.startswith("unix:"):
+        mgmt = _vtep_unix_remote(r, f.at("managementAddress"), mgmt)
+    elif mgmt is not None:
         mgmt = _host_port(r, f.at("managementAddress"), mgmt,
                           LEAF_DEFAULT_PORTS.get(driver, 830))
     spec: dict[str, Any] = {"driver": driver, "managementAddress": mgmt}

@@ -222,3 +222,48 @@ def test_compile_leaf_refuses_a_netconf_leaf():
     with pytest.raises(InputError, match="leaf leaf-3: driver='netconf' is not a hardware VTEP"):
         compile_vtep_leaf(f, f.leaf("leaf-3"))
     assert compile_vtep_leaf(f, f.leaf("vtep-1"), PODS) == compile_vtep(f, PODS)["vtep-1"]
+
+
+# --- the controller's side (app/fabric_vtep.py): Pod rows -> pod locations ---------------------
+import json as _json  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from vpcnet.app.fabric_vtep import ovsdb_remote, pod_locations  # noqa: E402
+
+
+def _pod_row(ns, name, created, **status):
+    return SimpleNamespace(namespace=ns, name=name, created_ms=created, node=None,
+                           spec=_json.dumps({"nodeName": status.pop("spec_node", None)}),
+                           status=_json.dumps(status))
+
+
+def test_pod_rows_become_locations_and_bad_rows_are_left_out():
+    f = build()
+    rows = [
+        _pod_row("t", "a", 1, mac="02:00:00:00:00:0A", ips=["10.0.0.5/24"], subnet="web", node="n1"),
+        _pod_row("t", "dual", 2, mac="02:00:00:00:00:0b", ips=["10.1.0.5", "fd00:1::5"], subnet="db",
+                 spec_node="n3"),                                       # node from spec.nodeName
+        _pod_row("t", "pending", 3, subnet="web", node="n1"),              # not allocated yet
+        _pod_row("t", "nowhere", 4, mac="02:00:00:00:00:0c", ips=["10.0.0.6"], subnet="web",
+                 node="ghost"),                                         # unknown node
+        _pod_row("t", "nosubnet", 5, mac="02:00:00:00:00:0d", ips=["10.9.0.6"], subnet="gone",
+                 node="n1"),                                            # subnet without a VNI yet
+        _pod_row("t", "clash", 6, mac="02:00:00:00:00:0e", ips=["10.0.0.5"], subnet="web", node="n3"),
+    ]
+    pods, problems = pod_locations(rows, f)
+    assert pods == [PodLocation("02:00:00:00:00:0a", ("10.0.0.5",), "n1", "web", "t/a"),
+                    PodLocation("02:00:00:00:00:0b", ("10.1.0.5", "fd00:1::5"), "n3", "db", "t/dual")]
+    assert problems == ["Pod/t/clash: its MAC or address in subnet web is also Pod/t/a's; "
+                        "left out of the VTEPs"]
+    states = compile_vtep(f, pods)          # the locations always compile
+    assert [m.mac for m in states["vtep-1"].remote_macs] == ["02:00:00:00:00:0b"]
+
+
+@pytest.mark.parametrize("address, remote", [
+    ("172.30.0.1:6640", "tcp:172.30.0.1:6640"),
+    ("[fd00::1]:6640", "tcp:[fd00::1]:6640"),
+    ("leaf1.lab:7000", "tcp:leaf1.lab:7000"),
+    ("unix:/run/vtep.sock", "unix:/run/vtep.sock"),
+])
+def test_management_address_to_ovsdb_remote(address, remote):
+    assert ovsdb_remote(address) == remote

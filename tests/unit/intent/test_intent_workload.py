@@ -69,6 +69,10 @@ VALID = [
     ("leaf-hostname", mk("Leaf", {"driver": "vtep", "managementAddress": "Leaf1.Lab:7000",
                                   "vtepIp": "10.0.0.2", "asn": 1}),
      {"managementAddress": "leaf1.lab:7000", "model": ABSENT}, False),
+    ("leaf-vtep-unix", mk("Leaf", {"driver": "vtep", "managementAddress": "unix:/run/vpcnet-lab/vl/leaf1/vtep/vtep.sock",
+                                   "vtepIp": "198.19.255.1", "asn": 65001, "ports": ["swp1"]}),
+     {"driver": "vtep", "managementAddress": "unix:/run/vpcnet-lab/vl/leaf1/vtep/vtep.sock",
+      "vtepIp": "198.19.255.1", "asn": 65001, "ports": ["swp1"]}, True),
 ]
 
 
@@ -229,6 +233,14 @@ INVALID = [
      "Leaf/x: spec.managementNamespace: 'a/b' must be a network namespace name"),
     ("leaf-peers-vtep", mk("Leaf", {"driver": "vtep", "peers": []}),
      "Leaf/x: spec.peers: [] only applies to driver netconf"),
+    ("leaf-unix-netconf", mk("Leaf", {"driver": "netconf", "managementAddress": "unix:/run/x.sock"}),
+     "Leaf/x: spec.managementAddress: '/run/x.sock' is not a valid port"),
+    ("leaf-unix-relative", mk("Leaf", {"driver": "vtep", "managementAddress": "unix:run/x.sock"}),
+     "Leaf/x: spec.managementAddress: 'unix:run/x.sock' is not a unix socket remote"),
+    ("leaf-unix-dotdot", mk("Leaf", {"driver": "vtep", "managementAddress": "unix:/run/../etc/x"}),
+     "Leaf/x: spec.managementAddress: 'unix:/run/../etc/x' is not a unix socket remote"),
+    ("leaf-unix-space", mk("Leaf", {"driver": "vtep", "managementAddress": "unix:/run/a b"}),
+     "Leaf/x: spec.managementAddress: 'unix:/run/a b' is not a unix socket remote"),
     ("leaf-ports-dup", mk("Leaf", {"ports": ["swp1", "swp1"]}),
      "Leaf/x: spec.ports[1]: 'swp1' is a duplicate"),
 ]
