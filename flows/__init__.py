@@ -12,9 +12,13 @@ No sockets, no clocks, no os-ken: standard library + netaddr only.
 * ``cookies``  the cookie layout and helpers
 * ``render``   canonical dump text (table names) and ovs-ofctl add-flows text
 * ``base``, ``vpc``, ``subnet``, ``pod``: one module per feature / owner kind
+* ``policy``   SecurityGroup + NetworkPolicy flows (owner "policy/<vpc>"; design note inside)
 """
 from .compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
-from .inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, router_mac
+from .inputs import (
+    ClusterIn, InputError, IpBlockIn, NamespaceIn, NetworkPolicyIn, NodeIn, NpPeerIn, NpPortIn, NpRuleIn, PodIn,
+    SecurityGroupIn, SelectorIn, SgRuleIn, SubnetIn, VpcIn, router_mac,
+)
 from .model import Flow, FlowError, Group, Match, Meter
 from .pipeline import PIPELINE
 from .render import render, render_for_ofctl
@@ -22,5 +26,7 @@ from .render import render, render_for_ofctl
 __all__ = [
     "Change", "compile_node", "compile_owner", "owners_affected", "owners_on_node",
     "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "router_mac",
+    "IpBlockIn", "NamespaceIn", "NetworkPolicyIn", "NpPeerIn", "NpPortIn", "NpRuleIn", "SecurityGroupIn",
+    "SelectorIn", "SgRuleIn",
     "Flow", "FlowError", "Group", "Match", "Meter", "PIPELINE", "render", "render_for_ofctl",
 ]

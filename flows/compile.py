@@ -13,7 +13,13 @@ What a pod add/delete/update recomputes (``owners_affected``), per node:
 * and, only when the change makes the VPC appear on or vanish from a node (first/last active
   pod of that VPC there), every owner of that VPC on that node.
 A subnet or VPC change recomputes every owner of that VPC on every node where the VPC is
-present; a node change recomputes everything on that node. ``compile_owner`` returns the empty
+present; a node change recomputes everything on that node.
+
+Security policy (policy.py): when the cluster has a SecurityGroup or NetworkPolicy, every VPC
+present on a node has the owner ``policy/<vpc>`` there. A pod change also recomputes it on
+every node of the pod's VPC (labels, IPs and ports are peers and targets); a change of a policy
+object (``Change`` with owner ``policy/...``, e.g. ``policy/np/<ns>/<name>``,
+``policy/sg/<name>``, ``policy/ns/<name>``) recomputes every policy owner everywhere. ``compile_owner`` returns the empty
 set for an owner that is no longer present, which tells the reconciler to delete its flows.
 
 Cookies carry round 0; the reconciler ORs in its round (``cookies.with_round``).
@@ -47,6 +53,7 @@ from .cookies import owner_kind
 from .inputs import ClusterIn, PodIn
 from .model import Flow
 from .pod import local_pod_flows, shared_pod_flows
+from .policy import policy_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
 
@@ -123,7 +130,14 @@ def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
     out = {"base", f"node/{node}"}
     for vpc in cluster.vpcs_on_node(node):
         out |= _vpc_owners(cluster, vpc)
+        if cluster.has_policy:
+            out.add(f"policy/{vpc}")
     return frozenset(out)
+
+
+def _policy_owners(cluster: ClusterIn, vpc: str) -> frozenset[str]:
+    """``policy/<vpc>`` where the cluster has security policy (one owner per VPC, see policy.py)."""
+    return frozenset((f"policy/{vpc}",)) if cluster.has_policy and cluster.find_vpc(vpc) is not None else frozenset()
 
 
 @lru_cache(maxsize=1 << 16)
@@ -187,6 +201,8 @@ def _compile_other(cluster: ClusterIn, node: str, owner: str) -> frozenset[Flow]
     if kind == "subnet":
         subnet = cluster.find_subnet(name)
         return subnet_flows(cluster, subnet, nd) if subnet is not None and subnet.vpc in present else EMPTY
+    if kind == "policy":
+        return policy_flows(cluster, node, name) if cluster.find_vpc(name) is not None else EMPTY
     return EMPTY  # features compiled elsewhere (policy, svc) own nothing here
 
 
@@ -210,6 +226,10 @@ def compile_node(cluster: ClusterIn, node: str) -> dict[str, frozenset[Flow]]:
             out[s.owner] = subnet_flows(cluster, s, nd)
             for p in cluster.local_pods(node, s.name):
                 out[p.owner] = local_pod_flows(p, s, vpc) | shared_pod_flows(p, s, vpc)
+    if cluster.has_policy:
+        for vpc_name in present:
+            out[f"policy/{vpc_name}"] = policy_flows(cluster, node, vpc_name)
+        out = dict(sorted(out.items(), key=_by_owner))
     return out
 
 
@@ -266,9 +286,17 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
         else:
             vpcs = {c.find_subnet(name).vpc for c in (before, after) if c.find_subnet(name) is not None}
         for vpc in vpcs:
-            owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
+            owners = (_vpc_owners(before, vpc) | _vpc_owners(after, vpc) | _policy_owners(before, vpc)
+                      | _policy_owners(after, vpc))
             for n in before.nodes_with_vpc(vpc) | after.nodes_with_vpc(vpc):
                 out[n] |= owners
+    elif kind == "policy":
+        # a SecurityGroup, NetworkPolicy or Namespace changed: every policy owner everywhere
+        for cluster in (before, after):
+            for v in cluster.vpcs:
+                owners = _policy_owners(before, v.name) | _policy_owners(after, v.name)
+                for n in before.nodes_with_vpc(v.name) | after.nodes_with_vpc(v.name):
+                    out[n] |= owners
     elif kind == "pod":
         # Usually just the pod's own owner on every node of its VPC: all those nodes share one
         # frozenset, and sets are built only for the few nodes that need more.
@@ -281,10 +309,14 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
             out[pod.node].add(f"subnet/{pod.subnet}")
         for vpc in vpcs:
             nodes_before, nodes_after = before.nodes_with_vpc(vpc), after.nodes_with_vpc(vpc)
+            policy = _policy_owners(before, vpc) | _policy_owners(after, vpc)
             if nodes_before is not nodes_after and nodes_before != nodes_after:
-                owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc)
+                owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc) | policy
                 for n in nodes_before ^ nodes_after:
                     out[n] |= owners
+            if policy:   # peers, targets and labels: the VPC's policy flows on every node
+                for n in nodes_before | nodes_after:
+                    out[n] |= policy
         for n, extra in out.items():
             res[n] = res.get(n, frozenset()) | extra
         if len(vpcs) == 1:

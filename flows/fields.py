@@ -20,7 +20,11 @@ reg2   [0..31]  SUBNET_ID         SubnetIn.subnet_id of the L2 segment the packe
                                   written: classifier, l3_fwd  read: l3_fwd, arp_responder, l2_fwd, output
 reg3   [0..31]  TARGET_OFPORT     output port chosen by l2_fwd (a pod port or the uplink)
                                   written: l2_fwd              read: output
-reg4..reg7      reserved for security policy (conjunction scratch, rule ids)
+reg4   [0..31]  POLICY_EGRESS_RULE  id of the rule that admitted the packet on egress (0: no policy)
+                                  written: egress_policy       read: ct_commit (-> ct_label[32..63])
+reg5   [0..31]  POLICY_INGRESS_RULE id of the rule that admitted the packet on ingress (0: no policy)
+                                  written: ingress_policy      read: ct_commit (-> ct_label[0..31])
+reg6..reg7      reserved for security policy
 reg8..reg11     reserved for service load balancing (endpoint address/port)
 reg12..reg15    free
 metadata        unused on purpose: registers are cheaper and need no instruction ordering.
@@ -29,8 +33,9 @@ ct_mark [0..3]  CT_MARK_POLICY    reserved for security policy: 0 = allowed, 1 =
                                   (Neutron-style invalidation of established connections)
         [4..7]  CT_MARK_LB        reserved for service load balancing (hairpin/SNAT required)
         [8..31] reserved
-ct_label [0..31]  CT_LABEL_RULE   reserved: id of the policy rule that admitted the connection
-         [32..127] reserved
+ct_label [0..31]  CT_LABEL_RULE   id of the ingress rule that admitted the connection (policy.py)
+         [32..63] CT_LABEL_EGRESS_RULE  id of the egress rule that admitted it
+         [64..127] reserved
 
 ct_zone         one zone per VPC: ``vpc_ct_zone(vpc_id) == vpc_id`` (1..65535; zone 0, the
                 default zone, is never used by vpcnet). Overlapping pod CIDRs in different VPCs
@@ -152,7 +157,13 @@ TARGET_OFPORT = BitField("TARGET_OFPORT", "reg3", 0, 31, "output port chosen by 
 # --- conntrack -------------------------------------------------------------------------------
 CT_MARK_POLICY = BitField("CT_MARK_POLICY", "ct_mark", 0, 3, "reserved: security policy verdict")
 CT_MARK_LB = BitField("CT_MARK_LB", "ct_mark", 4, 7, "reserved: service load balancing")
-CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "reserved: admitting rule id")
+CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "ingress rule that admitted the connection")
+CT_LABEL_EGRESS_RULE = BitField("CT_LABEL_EGRESS_RULE", "ct_label", 32, 63, "egress rule that admitted it")
+CT_POLICY_REVOKED = Mark("CT_POLICY_REVOKED", CT_MARK_POLICY, 1)
+
+# --- reg4/reg5: security policy verdicts -----------------------------------------------------
+POLICY_EGRESS_RULE = BitField("POLICY_EGRESS_RULE", "reg4", 0, 31, "egress rule id (0: no policy)")
+POLICY_INGRESS_RULE = BitField("POLICY_INGRESS_RULE", "reg5", 0, 31, "ingress rule id (0: no policy)")
 
 CT_ZONE_MIN = 1
 CT_ZONE_MAX = 65535
@@ -167,6 +178,7 @@ def vpc_ct_zone(vpc_id: int) -> int:
 
 ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, VPC_ID, SUBNET_ID, TARGET_OFPORT,
-    CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE,
+    CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
+    POLICY_INGRESS_RULE,
 )
-ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET)
+ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED)

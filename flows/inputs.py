@@ -8,13 +8,19 @@ Router MAC: every VPC has one fixed distributed-router MAC, ``0e:76:70:ff:HH:LL`
 the 16-bit ``vpc_id`` (``router_mac(7) == "0e:76:70:ff:00:07"``). It is the gateway MAC of every
 subnet of that VPC, on every node. The ``0e:76:70:ff`` prefix (locally administered, unicast)
 is reserved: pod MACs may not use it.
+
+Security policy: ``PodIn`` carries its labels, named container ports and security group
+annotation; ``ClusterIn`` carries ``namespaces`` (NamespaceIn: labels), ``security_groups``
+(SecurityGroupIn/SgRuleIn) and ``network_policies`` (NetworkPolicyIn/NpRuleIn/NpPeerIn/NpPortIn/
+IpBlockIn/SelectorIn); ``from_spec`` builds them from app/intent/policy.py's validated specs,
+``ClusterIn.with_security`` replaces them and shares everything else.
 """
 from __future__ import annotations
 
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import netaddr
 
@@ -159,11 +165,20 @@ class PodIn:
     node: str
     ofport: int | None = None            # None until the node agent has wired the port
     port_name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()        # sorted (key, value); a Mapping is accepted
+    named_ports: tuple[tuple[str, str, int], ...] = ()   # sorted (name, protocol, port) of its containers
+    security_groups: tuple[str, ...] = ()           # vpcnet.io/security_groups (sorted, unique)
 
     def __post_init__(self):
         me = f"pod {self.namespace}/{self.name}"
         for what in ("namespace", "name", "vpc", "subnet", "node"):
             _set(self, what, _name(me, what, getattr(self, what)))
+        if self.labels or type(self.labels) is not tuple:
+            _set(self, "labels", _labels(me, "labels", self.labels))
+        if self.named_ports or type(self.named_ports) is not tuple:
+            _set(self, "named_ports", _named_ports(me, self.named_ports))
+        if self.security_groups or type(self.security_groups) is not tuple:
+            _set(self, "security_groups", _names(me, "security_groups", self.security_groups))
         _set(self, "ips", tuple(_ip(me, "ips", i) for i in _tuple(me, "ips", self.ips)))
         if type(self.mac) is str and _CANON_MAC_RE.fullmatch(self.mac):
             mac, multicast = self.mac, int(self.mac[:2], 16) & 1   # canonical already
@@ -187,6 +202,13 @@ class PodIn:
     def owner(self) -> str:
         return f"pod/{self.namespace}/{self.name}"
 
+    def named_port(self, name: str, protocol: str) -> int | None:
+        """The container port called ``name`` for ``protocol`` (TCP/UDP/SCTP), or None."""
+        for n, proto, port in self.named_ports:
+            if n == name and proto == protocol:
+                return port
+        return None
+
 
 @dataclass(frozen=True)
 class NodeIn:
@@ -204,6 +226,303 @@ class NodeIn:
     @property
     def owner(self) -> str:
         return f"node/{self.name}"
+
+
+# --- security policy inputs ------------------------------------------------------------------
+# SecurityGroup and NetworkPolicy as the compiler sees them (the app converts the validated
+# intent specs of app/intent/policy.py with ``from_spec``). Labels are sorted (key, value) tuples.
+NS_NAME_LABEL = "kubernetes.io/metadata.name"   # set on every namespace, as the API server does
+SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
+NP_PROTOCOLS = ("TCP", "UDP", "SCTP")
+SG_PROTOCOLS = ("tcp", "udp", "icmp", "any")
+POLICY_TYPES = ("Ingress", "Egress")
+
+
+def _labels(obj, what: str, value) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else _tuple(obj, what, value)
+    out = {}
+    for item in items:
+        try:
+            k, v = item
+        except (TypeError, ValueError):
+            raise InputError(f"{obj}: {what} entry {item!r} must be a (key, value) pair") from None
+        if not isinstance(k, str) or not k or not isinstance(v, str):
+            raise InputError(f"{obj}: {what} entry {item!r} must map a non-empty string to a string")
+        if out.get(k, v) != v:
+            raise InputError(f"{obj}: {what} key {k!r} given twice")
+        out[k] = v
+    return tuple(sorted(out.items()))
+
+
+def _names(obj, what: str, value) -> tuple[str, ...]:
+    names = [_name(obj, what, n) for n in _tuple(obj, what, value)]
+    if len(set(names)) != len(names):
+        raise InputError(f"{obj}: {what}={tuple(value)!r} lists a name twice")
+    return tuple(sorted(names))
+
+
+def _named_ports(obj, value) -> tuple[tuple[str, str, int], ...]:
+    out = []
+    for item in _tuple(obj, "named_ports", value):
+        try:
+            name, proto, port = item
+        except (TypeError, ValueError):
+            raise InputError(f"{obj}: named_ports entry {item!r} must be (name, protocol, port)") from None
+        _name(obj, "named_ports", name)
+        if proto not in NP_PROTOCOLS:
+            raise InputError(f"{obj}: named_ports entry {item!r}: protocol must be one of {NP_PROTOCOLS}")
+        _int(obj, f"named_ports {name!r} port", port, 1, 65535)
+        out.append((name, proto, port))
+    if len({(n, p) for n, p, _ in out}) != len(out):
+        raise InputError(f"{obj}: named_ports has a (name, protocol) twice: {tuple(out)!r}")
+    return tuple(sorted(out))
+
+
+def _ports(obj, what: str, value) -> tuple[tuple[int, int], ...]:
+    out = []
+    for item in _tuple(obj, what, value):
+        try:
+            lo, hi = item
+        except (TypeError, ValueError):
+            raise InputError(f"{obj}: {what} entry {item!r} must be a (lo, hi) pair") from None
+        _int(obj, what, lo, 1, 65535)
+        _int(obj, what, hi, lo, 65535)
+        out.append((lo, hi))
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class SelectorIn:
+    """A metav1.LabelSelector. The empty selector selects everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()   # (key, operator, values)
+
+    def __post_init__(self):
+        me = "label selector"
+        _set(self, "match_labels", _labels(me, "match_labels", self.match_labels))
+        exprs = []
+        for item in _tuple(me, "match_expressions", self.match_expressions):
+            try:
+                key, op, values = item
+            except (TypeError, ValueError):
+                raise InputError(f"{me}: match_expressions entry {item!r} must be (key, operator, values)") from None
+            values = tuple(sorted(set(_tuple(me, f"match_expressions {key!r} values", values))))
+            if op not in SELECTOR_OPS:
+                raise InputError(f"{me}: match_expressions {key!r}: operator={op!r} must be one of {SELECTOR_OPS}")
+            if (op in ("In", "NotIn")) != bool(values):
+                raise InputError(f"{me}: match_expressions {key!r}: operator {op} "
+                                 f"{'needs' if op in ('In', 'NotIn') else 'takes no'} values")
+            exprs.append((key, op, values))
+        _set(self, "match_expressions", tuple(sorted(set(exprs))))
+
+    @classmethod
+    def from_spec(cls, spec: Mapping | None) -> "SelectorIn | None":
+        if spec is None:
+            return None
+        return cls(tuple((spec.get("matchLabels") or {}).items()),
+                   tuple((e["key"], e["operator"], tuple(e.get("values") or ())) for e in spec.get("matchExpressions") or ()))
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for k, v in self.match_labels:
+            if labels.get(k) != v:
+                return False
+        for k, op, values in self.match_expressions:
+            have = labels.get(k)
+            if op == "In" and have not in values:
+                return False
+            if op == "NotIn" and have is not None and have in values:
+                return False
+            if op == "Exists" and have is None:
+                return False
+            if op == "DoesNotExist" and have is not None:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class IpBlockIn:
+    cidr: str
+    excepts: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        me = f"ipBlock {self.cidr!r}"
+        _set(self, "cidr", _cidr(me, "cidr", self.cidr))
+        _set(self, "excepts", tuple(sorted({_cidr(me, "except", c) for c in _tuple(me, "except", self.excepts)})))
+        net = netaddr.IPNetwork(self.cidr)
+        for c in self.excepts:
+            e = netaddr.IPNetwork(c)
+            if e.version != net.version or e not in net or e.prefixlen <= net.prefixlen:
+                raise InputError(f"{me}: except {c} is not strictly inside {self.cidr}")
+
+    def contains(self, ip: str) -> bool:
+        a = netaddr.IPAddress(ip)
+        net = netaddr.IPNetwork(self.cidr)
+        return a.version == net.version and a in net and not any(a in netaddr.IPNetwork(c) for c in self.excepts)
+
+
+@dataclass(frozen=True)
+class NpPortIn:
+    protocol: str = "TCP"
+    port: int | str | None = None        # None: every port of the protocol; str: a named port
+    end_port: int | None = None
+
+    def __post_init__(self):
+        me = f"networkpolicy port {self.protocol}/{self.port}"
+        if self.protocol not in NP_PROTOCOLS:
+            raise InputError(f"{me}: protocol={self.protocol!r} must be one of {NP_PROTOCOLS}")
+        if isinstance(self.port, str):
+            _name(me, "port", self.port)
+        elif self.port is not None:
+            _int(me, "port", self.port, 1, 65535)
+        if self.end_port is not None:
+            if not isinstance(self.port, int) or isinstance(self.port, bool):
+                raise InputError(f"{me}: end_port={self.end_port!r} needs a numeric port")
+            _int(me, "end_port", self.end_port, self.port, 65535)
+
+
+@dataclass(frozen=True)
+class NpPeerIn:
+    """podSelector and/or namespaceSelector, or ipBlock alone."""
+
+    pod_selector: SelectorIn | None = None
+    namespace_selector: SelectorIn | None = None
+    ip_block: IpBlockIn | None = None
+
+    def __post_init__(self):
+        sel = self.pod_selector is not None or self.namespace_selector is not None
+        if sel == (self.ip_block is not None):
+            raise InputError(f"networkpolicy peer {self!r}: give podSelector/namespaceSelector or ipBlock alone")
+
+
+@dataclass(frozen=True)
+class NpRuleIn:
+    peers: tuple[NpPeerIn, ...] = ()     # empty: every peer
+    ports: tuple[NpPortIn, ...] = ()     # empty: every port and protocol
+
+    def __post_init__(self):
+        _set(self, "peers", _tuple("networkpolicy rule", "peers", self.peers))
+        _set(self, "ports", _tuple("networkpolicy rule", "ports", self.ports))
+
+
+@dataclass(frozen=True)
+class NetworkPolicyIn:
+    namespace: str
+    name: str
+    pod_selector: SelectorIn = SelectorIn()
+    policy_types: tuple[str, ...] = ("Ingress",)
+    ingress: tuple[NpRuleIn, ...] = ()
+    egress: tuple[NpRuleIn, ...] = ()
+
+    def __post_init__(self):
+        me = f"networkpolicy {self.namespace}/{self.name}"
+        _set(self, "namespace", _name(me, "namespace", self.namespace))
+        _set(self, "name", _name(me, "name", self.name))
+        types = _tuple(me, "policy_types", self.policy_types)
+        if not set(types) <= set(POLICY_TYPES) or len(set(types)) != len(types):
+            raise InputError(f"{me}: policy_types={types!r} must be distinct values of {POLICY_TYPES}")
+        _set(self, "policy_types", tuple(t for t in POLICY_TYPES if t in types))
+        _set(self, "ingress", _tuple(me, "ingress", self.ingress))
+        _set(self, "egress", _tuple(me, "egress", self.egress))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_spec(cls, namespace: str, name: str, spec: Mapping) -> "NetworkPolicyIn":
+        """From the validated spec of app/intent/policy.py (``network_policy_spec``)."""
+        def peer(p):
+            ib = p.get("ipBlock")
+            return NpPeerIn(SelectorIn.from_spec(p.get("podSelector")), SelectorIn.from_spec(p.get("namespaceSelector")),
+                            IpBlockIn(ib["cidr"], tuple(ib.get("except") or ())) if ib else None)
+
+        def rule(r, key):
+            return NpRuleIn(tuple(peer(p) for p in r.get(key) or ()),
+                            tuple(NpPortIn(pt.get("protocol", "TCP"), pt.get("port"), pt.get("endPort"))
+                                  for pt in r.get("ports") or ()))
+        return cls(namespace, name, SelectorIn.from_spec(spec["podSelector"]), tuple(spec["policyTypes"]),
+                   tuple(rule(r, "from") for r in spec.get("ingress") or ()),
+                   tuple(rule(r, "to") for r in spec.get("egress") or ()))
+
+
+@dataclass(frozen=True)
+class SgRuleIn:
+    id: str
+    direction: str                       # ingress | egress
+    protocol: str = "any"                # tcp | udp | icmp | any
+    ports: tuple[tuple[int, int], ...] = ()   # (lo, hi); empty: every port (tcp/udp only)
+    remote_cidr: str | None = None       # at most one remote; none: every peer
+    remote_sg: str | None = None
+    remote_namespace: str | None = None
+    action: str = "allow"                # allow | deny
+    priority: int = 100                  # 1..1000, lower first
+
+    def __post_init__(self):
+        me = f"security group rule {self.id!r}"
+        _name(me, "id", self.id)
+        if self.direction not in ("ingress", "egress"):
+            raise InputError(f"{me}: direction={self.direction!r} must be ingress or egress")
+        if self.protocol not in SG_PROTOCOLS:
+            raise InputError(f"{me}: protocol={self.protocol!r} must be one of {SG_PROTOCOLS}")
+        _set(self, "ports", _ports(me, "ports", self.ports))
+        if self.ports and self.protocol not in ("tcp", "udp"):
+            raise InputError(f"{me}: ports={self.ports!r} only apply to protocol tcp or udp, not {self.protocol}")
+        remotes = [r for r in (self.remote_cidr, self.remote_sg, self.remote_namespace) if r is not None]
+        if len(remotes) > 1:
+            raise InputError(f"{me}: give at most one of remote_cidr, remote_sg, remote_namespace (got {remotes})")
+        if self.remote_cidr is not None:
+            _set(self, "remote_cidr", _cidr(me, "remote_cidr", self.remote_cidr))
+        for what in ("remote_sg", "remote_namespace"):
+            if getattr(self, what) is not None:
+                _name(me, what, getattr(self, what))
+        if self.action not in ("allow", "deny"):
+            raise InputError(f"{me}: action={self.action!r} must be allow or deny")
+        _int(me, "priority", self.priority, 1, 1000)
+
+
+@dataclass(frozen=True)
+class SecurityGroupIn:
+    name: str
+    rules: tuple[SgRuleIn, ...] = ()
+    allow_same_group: bool = False
+    namespaces: tuple[str, ...] = ()     # every pod of these namespaces is a member
+
+    def __post_init__(self):
+        me = f"security group {self.name!r}"
+        _set(self, "name", _name(me, "name", self.name))
+        _set(self, "rules", _tuple(me, "rules", self.rules))
+        ids = [r.id for r in self.rules]
+        if len(set(ids)) != len(ids):
+            raise InputError(f"{me}: rules has a rule id twice: {ids}")
+        if not isinstance(self.allow_same_group, bool):
+            raise InputError(f"{me}: allow_same_group={self.allow_same_group!r} must be a bool")
+        _set(self, "namespaces", _names(me, "namespaces", self.namespaces))
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Mapping) -> "SecurityGroupIn":
+        """From the validated spec of app/intent/policy.py (``security_group_spec``)."""
+        rules = tuple(SgRuleIn(r["id"], r["direction"], r.get("protocol", "any"),
+                               tuple(tuple(x) for x in r.get("ports") or ()), r.get("remoteCidr"),
+                               r.get("remoteSecurityGroup"), r.get("remoteNamespace"), r.get("action", "allow"),
+                               r.get("priority", 100)) for r in spec.get("rules") or ())
+        return cls(name, rules, bool(spec.get("allowSameGroup")), tuple(spec.get("namespaces") or ()))
+
+
+@dataclass(frozen=True)
+class NamespaceIn:
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        me = f"namespace {self.name!r}"
+        _set(self, "name", _name(me, "name", self.name))
+        _set(self, "labels", _labels(me, "labels", self.labels))
+
+    @property
+    def effective_labels(self) -> dict[str, str]:
+        """Its labels plus ``kubernetes.io/metadata.name=<name>`` (as the API server sets it)."""
+        return {**dict(self.labels), NS_NAME_LABEL: self.name}
 
 
 def _index(items: Iterable, key, what: str) -> dict:
@@ -276,8 +595,12 @@ class ClusterIn:
     subnets: tuple[SubnetIn, ...] = ()
     pods: tuple[PodIn, ...] = field(default_factory=tuple)  # no class attribute: see __getattr__
     nodes: tuple[NodeIn, ...] = ()
+    namespaces: tuple[NamespaceIn, ...] = ()
+    security_groups: tuple[SecurityGroupIn, ...] = ()
+    network_policies: tuple[NetworkPolicyIn, ...] = ()
 
     def __post_init__(self):
+        self._set_security(self.namespaces, self.security_groups, self.network_policies)
         _set(self, "vpcs", tuple(sorted(self.vpcs, key=lambda v: v.name)))
         _set(self, "subnets", tuple(sorted(self.subnets, key=lambda s: s.name)))
         _set(self, "pods", tuple(sorted(self.pods, key=_pod_key)))
@@ -308,6 +631,43 @@ class ClusterIn:
         _set(self, "_nodes_by_vpc", {k: frozenset(v) for k, v in nodes_by_vpc.items()})
         _set(self, "_memo", PMap({vpc: {"active": tuple(v)} for vpc, v in active_by_vpc.items()}))
         _set(self, "_memo_new", {})
+
+    def _set_security(self, namespaces, security_groups, network_policies) -> None:
+        """Sort, index and check the policy objects (names unique; references to unknown security
+        groups or namespaces are allowed and select nothing: objects arrive in any order)."""
+        for what, items, tp in (("namespaces", namespaces, NamespaceIn), ("security_groups", security_groups,
+                                SecurityGroupIn), ("network_policies", network_policies, NetworkPolicyIn)):
+            for it in _tuple("cluster", what, items):
+                if not isinstance(it, tp):
+                    raise InputError(f"cluster: {what} entry {it!r} is not a {tp.__name__}")
+        _set(self, "namespaces", tuple(sorted(namespaces, key=lambda n: n.name)))
+        _set(self, "security_groups", tuple(sorted(security_groups, key=lambda g: g.name)))
+        _set(self, "network_policies", tuple(sorted(network_policies, key=lambda n: n.key)))
+        _set(self, "_namespaces", _index(self.namespaces, lambda n: n.name, "namespace"))
+        _set(self, "_security_groups", _index(self.security_groups, lambda g: g.name, "security group"))
+        _index(self.network_policies, lambda n: n.key, "network policy")
+
+    @property
+    def has_policy(self) -> bool:
+        return bool(self.security_groups or self.network_policies)
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        ns = self._namespaces.get(name)
+        return ns.effective_labels if ns is not None else {NS_NAME_LABEL: name}
+
+    def find_security_group(self, name: str) -> SecurityGroupIn | None:
+        return self._security_groups.get(name)
+
+    def with_security(self, *, namespaces=None, security_groups=None, network_policies=None) -> "ClusterIn":
+        """This cluster with the given policy collections replaced (None: kept). Network values,
+        their per-VPC memos and indexes are shared."""
+        new = self._clone()
+        new._set_security(self.namespaces if namespaces is None else tuple(namespaces),
+                          self.security_groups if security_groups is None else tuple(security_groups),
+                          self.network_policies if network_policies is None else tuple(network_policies))
+        _set(new, "_memo", self._shared_memo())   # per-VPC network values do not depend on policy
+        _set(new, "_memo_new", {})
+        return new
 
     def _validate(self) -> dict:
         _index(self.vpcs, lambda v: v.vpc_id, "vpc_id")
@@ -372,13 +732,18 @@ class ClusterIn:
         if not isinstance(other, ClusterIn):
             return NotImplemented
         return (self is other or (self.vpcs == other.vpcs and self.subnets == other.subnets
-                                  and self.nodes == other.nodes and self._pods == other._pods))
+                                  and self.nodes == other.nodes and self._pods == other._pods
+                                  and self.namespaces == other.namespaces
+                                  and self.security_groups == other.security_groups
+                                  and self.network_policies == other.network_policies))
 
     def __hash__(self) -> int:
-        return hash((self.vpcs, self.subnets, self.pods, self.nodes))
+        return hash((self.vpcs, self.subnets, self.pods, self.nodes, self.namespaces, self.security_groups,
+                     self.network_policies))
 
     def __reduce__(self):
-        return (ClusterIn, (self.vpcs, self.subnets, self.pods, self.nodes))
+        return (ClusterIn, (self.vpcs, self.subnets, self.pods, self.nodes, self.namespaces, self.security_groups,
+                            self.network_policies))
 
     # --- lookups ---
     def vpc(self, name: str) -> VpcIn:
@@ -575,7 +940,8 @@ class ClusterIn:
 
     # --- derivation internals ---
     def _rebuild(self, vpcs, subnets, nodes, touched: set[str]) -> "ClusterIn":
-        new = ClusterIn(tuple(vpcs), tuple(subnets), self.pods, tuple(nodes))
+        new = ClusterIn(tuple(vpcs), tuple(subnets), self.pods, tuple(nodes), self.namespaces,
+                        self.security_groups, self.network_policies)
         _set(new, "_memo", new._memo.evolve({v: m for v, m in self._shared_memo().items() if v not in touched}))
         return new
 

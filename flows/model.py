@@ -625,11 +625,14 @@ class Ct(Action):
         if self.exec_ and not self.commit:
             raise FlowError("ct: exec() needs commit")
         for a in self.exec_:
-            if not (isinstance(a, Load) and a.field.space in ("ct_mark", "ct_label")):
-                raise FlowError(f"ct: exec() may only load ct_mark/ct_label, got {a!r}")
+            dst = a.field if isinstance(a, Load) else a.dst if isinstance(a, Move) else None
+            if not (isinstance(dst, BitField) and dst.space in ("ct_mark", "ct_label")):
+                raise FlowError(f"ct: exec() may only load/move into ct_mark/ct_label, got {a!r}")
 
     def prereqs(self):
-        return ("ip_any",) if self.nat is not None else ()
+        # OVS rejects ct() in a flow that does not match ip or ipv6 (check_CT:
+        # OFPBAC_MATCH_INCONSISTENT), nat or not.
+        return ("ip_any",)
 
 
 @dataclass(frozen=True, slots=True)

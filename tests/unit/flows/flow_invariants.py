@@ -20,7 +20,7 @@ import netaddr
 from vpcnet.flows import cookies
 from vpcnet.flows.compile import compile_node
 from vpcnet.flows.fields import BitField
-from vpcnet.flows.model import MATCH_FIELDS, Flow, Load, Match, Move, parse_ct_state
+from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Load, Match, Move, parse_ct_state
 from vpcnet.flows.pipeline import PIPELINE, Pipeline
 
 
@@ -70,6 +70,10 @@ def may_overlap(a: Match, b: Match) -> bool:
     return True
 
 
+def _conjunctive(flow: Flow) -> bool:
+    return bool(flow.actions) and all(isinstance(a, Conjunction) for a in flow.actions)
+
+
 def _written_bits(flow: Flow) -> dict[str, int]:
     out: dict[str, int] = defaultdict(int)
     for a in flow.actions:
@@ -102,9 +106,13 @@ def check_flowset(owner_flows: Mapping[str, frozenset[Flow]], pipeline: Pipeline
     for f in flows:
         buckets[(f.table, f.priority)].append(f)
     for (t, p), fs in buckets.items():
-        for i, x in enumerate(fs):
-            for y in fs[i + 1:]:
-                assert not may_overlap(x.match, y.match), f"{t}/{p}: overlapping flows\n  {x}\n  {y}"
+        # Conjunctive clause flows may overlap anything at their priority (OVS collects them all;
+        # a plain flow wins a tie), and conj_id flows only match once a conjunction completed.
+        for group in ([f for f in fs if not _conjunctive(f) and "conj_id" not in f.match],
+                      [f for f in fs if "conj_id" in f.match]):
+            for i, x in enumerate(group):
+                for y in group[i + 1:]:
+                    assert not may_overlap(x.match, y.match), f"{t}/{p}: overlapping flows\n  {x}\n  {y}"
     if not complete:
         return
     # one miss per table

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import zlib
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -189,8 +190,17 @@ class Result:
 
 
 # --- the walker -----------------------------------------------------------------------------
+@lru_cache(maxsize=1 << 14)
 def _mac(v: str) -> int:
     return int(netaddr.EUI(v))
+
+
+@lru_cache(maxsize=1 << 16)
+def _ip_in(have: str, want: str) -> bool:
+    return netaddr.IPAddress(have) in netaddr.IPNetwork(want)
+
+
+_parse_ct_state = lru_cache(maxsize=1 << 10)(parse_ct_state)
 
 
 class Walker:
@@ -204,6 +214,7 @@ class Walker:
             fl.sort(key=lambda f: -f.priority)
         self.groups = {g.group_id: g for g in groups}
         self.ct = conntrack if conntrack is not None else Conntrack()
+        self.completed: list = []   # (table, priority, conj ids) where several conjunctions completed
 
     # matching
     @staticmethod
@@ -217,7 +228,7 @@ class Walker:
             return tci & m == v
         if name == "ct_state":
             have = pkt.get("ct_state", set())
-            return all((flag in have) == on for flag, on in parse_ct_state(want).items())
+            return all((flag in have) == on for flag, on in _parse_ct_state(want).items())
         if name == "in_port":
             return pkt["in_port"] == want
         if name == "conj_id":
@@ -228,7 +239,7 @@ class Walker:
         if have is None:
             return False
         if spec.kind in ("ipv4", "ipv6"):
-            return netaddr.IPAddress(have) in netaddr.IPNetwork(want)
+            return _ip_in(have, want)
         if spec.kind == "mac":
             v, m = want if isinstance(want, tuple) else (want, "ff:ff:ff:ff:ff:ff")
             return _mac(have) & _mac(m) == _mac(v)
@@ -249,7 +260,19 @@ class Walker:
                     if isinstance(a, Conjunction):
                         clauses.setdefault(a.conj_id, set()).add((a.clause, a.n_clauses))
             done = {cid for cid, cl in clauses.items() if {k for k, _ in cl} == set(range(1, next(iter(cl))[1] + 1))}
-            plain = [f for f in plain if "conj_id" not in f.match or f.match["conj_id"] in done]
+            hard = [f for f in plain if "conj_id" not in f.match]
+            conj = sorted((f for f in plain if "conj_id" in f.match and f.match["conj_id"] in done),
+                          key=lambda f: f.match["conj_id"])
+            if hard:
+                # OVS's classifier: a plain flow wins a tie with conjunctive matches
+                plain = hard
+            elif len(conj) > 1:
+                # OVS picks one of several completed conjunctions of a priority; the compiler only
+                # lets same-verdict conjunctions share a priority. Pick the lowest id, record all.
+                self.completed.append((table, prio, tuple(f.match["conj_id"] for f in conj)))
+                plain = conj[:1]
+            else:
+                plain = conj
             if len(plain) > 1:
                 raise Ambiguous(f"{table}: {len(plain)} flows match at priority {prio}: {plain}")
             if plain:
@@ -406,10 +429,10 @@ class Walker:
                 self.ct.conns.append(conn)
                 is_reply = False
             for x in a.exec_:
-                space = x.field.space
-                setattr(conn, "mark" if space == "ct_mark" else "label",
-                        (getattr(conn, "mark" if space == "ct_mark" else "label") & ~x.field.mask)
-                        | (x.value << x.field.start))
+                dst = x.field if isinstance(x, Load) else x.dst
+                value = x.value if isinstance(x, Load) else self._read_bits(pkt, x.src)
+                attr = "mark" if dst.space == "ct_mark" else "label"
+                setattr(conn, attr, (getattr(conn, attr) & ~dst.mask) | (value << dst.start))
         if a.nat is not None and conn is not None and conn.nat is not None:
             self._apply_nat(target, conn, is_reply)
         if a.table is not None:
