@@ -14,13 +14,13 @@ No sockets, no clocks, no os-ken: standard library + netaddr only.
 * ``base``, ``vpc``, ``subnet``, ``pod``: one module per feature / owner kind
 """
 from .compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
-from .inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, router_mac
+from .inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, node_router_mac, router_mac
 from .model import Flow, FlowError, Group, Match, Meter
 from .pipeline import PIPELINE
 from .render import render, render_for_ofctl
 
 __all__ = [
     "Change", "compile_node", "compile_owner", "owners_affected", "owners_on_node",
-    "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "router_mac",
+    "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "node_router_mac", "router_mac",
     "Flow", "FlowError", "Group", "Match", "Meter", "PIPELINE", "render", "render_for_ofctl",
 ]
