@@ -16,15 +16,11 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-
 from tests.functional.test_lab_lifecycle import assert_nothing_left
 from vpcnet.app.intent.manifest import load_path
 from vpcnet.sim import lab_net
 from vpcnet.sim.demo import EXAMPLES, INTENT_FILES
 from vpcnet.sim.lab import Lab
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, OVS)")
 
 # (namespace, pod, leaf): trading-a on both leaves (L2 over VXLAN), payments-a (same VPC finance,
 # other subnet) and shop-a (VPC retail) on leaf 2.

@@ -1,6 +1,12 @@
 """NodeDaemon.cmd_add's orchestration with stand-ins for the controller, OVS and netlink: what
 runs in parallel, what is durable before what, and that a failed ADD cleans up without waiting
-for a long poll that changes nothing."""
+for a long poll that changes nothing.
+
+Stand-ins here because these are questions of order and timing that real components cannot be
+made to answer on demand (a controller that fails exactly after the veth exists, a flows wait
+that is still running when configuration fails). The same ADD against the real controller, OVS,
+netns and plugin is tested in tests/functional/test_cni.py, test_cni_fuzz.py and
+test_crash_restart.py."""
 from __future__ import annotations
 
 import concurrent.futures
