@@ -160,8 +160,7 @@ class FabricEngine:
         return states, specs
 
     def _pod_rows(self) -> list:
-        from vpcnet.app.store import load_slices
-        load_slices(self.api, "Pod", None)     # every pod: the VTEPs need the remote ones
+        self.api.ensure_loaded("Pod", None)     # every pod: the VTEPs need the remote ones
         return self.api.list_objects("Pod").execute(check_error=True)
 
     def _desired_all(self):

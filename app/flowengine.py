@@ -10,6 +10,14 @@ Threads (os-ken 4 runs on native threads by default, like ovsdbapp — no eventl
 
 Nothing a handler or the worker raises may escape: errors are logged with the node/owner and
 counted (``vpcnet_handler_errors_total``), and the worker retries after a back-off.
+
+A pass costs what changed, not what exists: the state-database IDL remembers which Pod rows
+changed (``_EngineIdl``) and the port-status handler which ports, and the pass derives the next
+compiler input from the last one (``topology.update``: ClusterIn.with_pods/without_pods) and
+recompiles the owners of those pods only. Anything else (a Vpc, Subnet or Node row, a bridge
+(re)connecting, an IDL resync, a clash between pods, a failed pass) reads every row again
+(``topology.build``). This is the CNI ADD's critical path: ``wait_pod_ready`` answers as soon as
+the pass that installed the pod's flows on its bridge is done.
 """
 from __future__ import annotations
 
@@ -17,13 +25,17 @@ import logging
 import threading
 import time
 
+from ovsdbapp.backend.ovs_idl import connection as ovs_connection
+
 from vpcnet.app import ofcompare, ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app.reconciler import Reconciler
 from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
 from vpcnet.flows.compile import EMPTY
-from vpcnet.ovsdb.state.impl_idl import connect
+from vpcnet.ovsdb.state import commands as state_cmd
+from vpcnet.ovsdb.state import idl as state_idl
+from vpcnet.ovsdb.state.impl_idl import StateApi
 
 LOG = logging.getLogger(__name__)
 WATCHED_TABLES = ("Vpc", "Subnet", "Pod", "Node")
@@ -41,23 +53,64 @@ def changed_owners(before: ClusterIn, after: ClusterIn) -> list[str]:
     return out
 
 
-def changed_owners_by_node(before: ClusterIn, after: ClusterIn) -> dict[str, frozenset[str]]:
-    """node -> owners to recompute there, for every change between ``before`` and ``after``."""
+def changed_owners_by_node(before: ClusterIn, after: ClusterIn, owners=None) -> dict[str, frozenset[str]]:
+    """node -> owners to recompute there, for every change between ``before`` and ``after``
+    (``owners``: the owners that changed, when the caller knows; else they are compared)."""
     out: dict[str, set[str]] = {}
-    for owner in changed_owners(before, after):
+    for owner in (changed_owners(before, after) if owners is None else owners):
         for node, owners in owners_affected(Change(before, after, owner)).items():
             out.setdefault(node, set()).update(owners)
     return {n: frozenset(o) for n, o in out.items()}
 
 
+class _EngineIdl(state_idl.StateIdl):
+    """The engine's StateIdl: also remembers which Pod rows changed, as (namespace, name) keys
+    (runs in the connection thread, before the listeners kick the worker)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pod_changes: set[tuple[str, str]] = set()
+        self.pod_changes_lock = threading.Lock()
+
+    def notify(self, event, row, updates=None):
+        if row._table.name == "Pod":
+            keys = [(row.namespace, row.name)]
+            if updates is not None and event == "update":
+                old = (getattr(updates, "namespace", None), getattr(updates, "name", None))
+                if old != (None, None):    # vpcnet never renames a row; cover it all the same
+                    keys.append((old[0] or row.namespace, old[1] or row.name))
+            with self.pod_changes_lock:
+                self.pod_changes.update(keys)
+        super().notify(event, row, updates)
+
+    def take_pod_changes(self) -> set[tuple[str, str]]:
+        with self.pod_changes_lock:
+            out, self.pod_changes = self.pod_changes, set()
+        return out
+
+
+def connect(remote: str, timeout: float = 30.0) -> StateApi:
+    """``impl_idl.connect`` with the engine's IDL (the big tables load on demand the same way)."""
+    helper = state_idl.schema_helper(remote.split(",")[0])
+    idl = _EngineIdl(remote, helper, leader_only=True)
+    return StateApi(ovs_connection.Connection(idl, timeout=timeout))
+
+
 class FlowEngine:
     def __init__(self, state_remote: str, metrics: Metrics, audit_interval: float = 30.0,
-                 debounce: float = 0.02, restart_grace: float = 10.0):
+                 debounce: float = 0.002, restart_grace: float = 10.0):
         self.metrics = metrics
         self.audit_interval = audit_interval
+        # How long a pass waits after the first event, to take the ones right behind it along
+        # (a pass is cheap now; events arriving while one runs are batched into the next anyway).
         self.debounce = debounce
         self.api = connect(state_remote)
         self.api.idl.listeners.append(self._row_changed)
+        # What changed since the last pass (see topology.update); _full: read every row instead.
+        self._full = True
+        self._ports_dirty: set[tuple[int, str]] = set()
+        self._rows_seen: dict[str, object] = {}   # table -> its IDL row dict at the last build
+        self._dpid_of: tuple[object, dict[str, int]] = (None, {})
         self.pods_loaded = False
         # A pod counts as wired only once its own bridge reports its port. Right after a
         # controller (re)start, bridges reconnect one by one: a bridge resynced before the others
@@ -98,6 +151,9 @@ class FlowEngine:
 
     def _row_changed(self, table: str, event: str) -> None:
         if table in WATCHED_TABLES:
+            if table != "Pod":
+                with self.lock:
+                    self._full = True   # Vpc, Subnet, Node: rare; read everything again
             self.kick()
 
     def kick(self) -> None:
@@ -114,6 +170,7 @@ class FlowEngine:
             self.links[dp.id] = DatapathLink(dp)
             self.fresh.add(dp.id)
             self.dropping.discard(dp.id)
+            self._full = True
         self._set_gauges()
         LOG.info("datapath %016x connected from %s", dp.id, getattr(dp, "address", "?"))
         self.kick()
@@ -128,6 +185,7 @@ class FlowEngine:
             self.ports.pop(dp.id, None)
             self.fresh.discard(dp.id)
             self.dropping.discard(dp.id)
+            self._full = True
             for node, rec in list(self.reconcilers.items()):
                 if rec.link is link:
                     del self.reconcilers[node]
@@ -141,6 +199,7 @@ class FlowEngine:
             ports = self.ports.get(dp.id)
             if ports is None:
                 return
+            self._ports_dirty.add((dp.id, name))
             if deleted:
                 if ports.get(name) == ofport:
                     del ports[name]
@@ -185,6 +244,8 @@ class FlowEngine:
             except Exception:
                 LOG.exception("flow engine pass failed")
                 self.metrics.errors.labels(where="engine").inc()
+                with self.lock:
+                    self._full = True   # what this pass took from the change sets is not applied
                 ok = False
             if ok:
                 self.done_generation = generation
@@ -196,6 +257,8 @@ class FlowEngine:
                 self.wake.set()
 
     def _read_ports(self) -> None:
+        """Read the port list of every bridge connected since the last pass (the next topology
+        is then built from all rows)."""
         with self.lock:
             fresh = [(d, self.links[d]) for d in self.fresh if d in self.links]
         for dpid, link in fresh:
@@ -210,17 +273,54 @@ class FlowEngine:
                     continue
                 self.ports[dpid] = ports
                 self.fresh.discard(dpid)
+                self._full = True
 
     def build_topology(self) -> topology.Topology:
+        tables = self.api.idl.tables
+        self._rows_seen = {t: tables[t].rows for t in WATCHED_TABLES}   # replaced by an IDL resync
         rows = {t: self.api.list_objects(t).execute(check_error=True) for t in WATCHED_TABLES}
         datapaths = topology.node_datapaths(rows["Node"])
         with self.lock:
             ports = {datapaths[d]: dict(p) for d, p in self.ports.items() if d in datapaths}
         return topology.build(rows["Vpc"], rows["Subnet"], rows["Pod"], rows["Node"], ports)
 
+    def _next_topology(self) -> topology.Topology:
+        """The compiler input after what changed since the last pass: derived from the last one
+        when only pods changed (``topology.update``), else built from every row."""
+        with self.lock:
+            full, self._full = self._full, False
+            ports_dirty, self._ports_dirty = self._ports_dirty, set()
+        pods_dirty = self.api.idl.take_pod_changes()
+        topo = self.topology
+        tables = self.api.idl.tables
+        if full or topo is None or any(tables[t].rows is not rows for t, rows in self._rows_seen.items()):
+            return self.build_topology()
+        if not pods_dirty and not ports_dirty:
+            return topo
+        node_ids, dpid_of = self._dpid_of
+        if node_ids is not topo.node_by_dpid:
+            dpid_of = {n: d for d, n in topo.node_by_dpid.items()}
+            self._dpid_of = (topo.node_by_dpid, dpid_of)
+        changed_ports = []
+        for dpid, name in ports_dirty:
+            node = topo.node_by_dpid.get(dpid)
+            if node is None:
+                continue   # not a Node's bridge: no pod is wired there
+            if name == topo.node_specs.get(node, {}).get("uplinkPort"):
+                return self.build_topology()   # the node's uplink: a NodeIn change
+            changed_ports.append((node, name))
+
+        def ofport_of(node: str, port: str) -> int | None:
+            with self.lock:
+                return self.ports.get(dpid_of.get(node), {}).get(port)
+
+        rows = {key: state_cmd.find_row(self.api, "Pod", *key) for key in pods_dirty}
+        new = topology.update(topo, rows, changed_ports, ofport_of)
+        return new if new is not None else self.build_topology()
+
     def _reconcile_all(self) -> bool:
         self._read_ports()
-        topo = self.build_topology()
+        topo = self._next_topology()
         if self.topology is None or topo.problems != self.topology.problems:
             for problem in topo.problems:
                 LOG.warning("left out of the flows: %s", problem)
@@ -228,7 +328,15 @@ class FlowEngine:
         self.topology = topo
         self.metrics.problems.set(len(topo.problems))
         self._set_gauges()
-        affected = changed_owners_by_node(before, topo.cluster) if before is not None else None
+        if before is None:
+            affected = None
+        elif topo.cluster is before:
+            affected = {}
+        elif topo.changed_pods is not None:
+            affected = changed_owners_by_node(before, topo.cluster,
+                                              [f"pod/{ns}/{name}" for ns, name in sorted(topo.changed_pods)])
+        else:
+            affected = changed_owners_by_node(before, topo.cluster)
         ok = True
         with self.lock:
             links = dict(self.links)
@@ -317,7 +425,19 @@ class FlowEngine:
         return out
 
     # --- pod readiness (the CNI path answers ADD only once the pod's flows are on its bridge) ---
-    def pod_ready(self, namespace: str, name: str) -> tuple[bool, str]:
+    def pod_ready(self, namespace: str, name: str, expect: dict | None = None) -> tuple[bool, str]:
+        """Are the flows of pod ``namespace/name`` on its bridge: its own and its subnet's there
+        (the flood flow lists its port), as compiled from the pod as the engine knows it now?
+
+        ``expect`` (optional): what the caller knows the pod to be — ``ofport`` (the number its
+        port got from OVS), ``mac``, ``ips`` — so a pass that has not seen the new port or the
+        new address yet (a re-created pod, a re-added port) cannot answer for it.
+
+        The pod's own flows are compared with what the newest input compiles to; its subnet's
+        (whose flood flow lists every local port) with what the state the bridge was last
+        brought to (``Reconciler.cluster``, which must hold the same pod) compiles to: with
+        ADDs arriving back to back there always is a newer input with more pods, and waiting for
+        the bridge to catch up with it would hold every waiter back by a pass or more."""
         topo = self.topology
         if topo is None:
             return False, "the flow engine has not run yet"
@@ -326,21 +446,43 @@ class FlowEngine:
             return False, "pod unknown to the flow engine (no address, node or subnet yet)"
         if not topo.cluster.is_active(pod):
             return False, f"port {pod.port_name} is not on node {pod.node}'s bridge (or the node is not connected)"
+        if expect:
+            differs = self._differs(pod, expect)
+            if differs:
+                return False, f"the flow engine does not know the pod's {differs} yet"
         rec = self.reconcilers.get(pod.node)
         if rec is None:
             return False, f"node {pod.node}'s bridge is not connected"
-        want = compile_owner(topo.cluster, pod.node, pod.owner)
         with rec.lock:
-            have = rec.installed.get(pod.owner, {})
-            ok = have == rec._rounded(want) and rec.cluster is topo.cluster
+            cluster = rec.cluster
+            if cluster is None or cluster.find_pod(namespace, name) != pod:
+                ok = False
+            else:   # the pod's own flows depend on nothing newer than the pod, its subnet, its VPC
+                subnet = f"subnet/{pod.subnet}"
+                ok = (pod.owner not in rec.failed and subnet not in rec.failed
+                      and rec.installed.get(pod.owner, {}) == rec._rounded(compile_owner(topo.cluster, pod.node,
+                                                                                         pod.owner))
+                      and rec.installed.get(subnet, {}) == rec._rounded(compile_owner(cluster, pod.node, subnet)))
         return (True, f"flows installed on {pod.node} (ofport {pod.ofport})") if ok else \
             (False, f"flows for ofport {pod.ofport} not installed on {pod.node} yet")
 
-    def wait_pod_ready(self, namespace: str, name: str, timeout: float) -> tuple[bool, str]:
+    @staticmethod
+    def _differs(pod, expect: dict) -> str:
+        if expect.get("ofport") is not None and pod.ofport != expect["ofport"]:
+            return f"ofport {expect['ofport']} (it knows {pod.ofport})"
+        if expect.get("mac") and pod.mac != str(expect["mac"]).lower():
+            return f"mac {expect['mac']}"
+        if expect.get("ips") and sorted(pod.ips) != sorted(expect["ips"]):
+            return f"addresses {','.join(expect['ips'])}"
+        return ""
+
+    def wait_pod_ready(self, namespace: str, name: str, timeout: float,
+                       expect: dict | None = None) -> tuple[bool, str]:
+        """``pod_ready``, waiting up to ``timeout`` seconds: checked again after every pass."""
         deadline = time.monotonic() + timeout
         with self.passed:
             while True:
-                ready, why = self.pod_ready(namespace, name)
+                ready, why = self.pod_ready(namespace, name, expect)
                 left = deadline - time.monotonic()
                 if ready or left <= 0:
                     return ready, why

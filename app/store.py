@@ -12,7 +12,7 @@ import logging
 import netaddr
 
 from vpcnet.app import intent
-from vpcnet.app.ipam.allocator import AllocationRequest, Allocator, now_ms
+from vpcnet.app.ipam.allocator import AllocationRequest, Allocator
 from vpcnet.app.ipam.plan import IpamError, SubnetPlan, normalise_mac
 from vpcnet.ovsdb.state import commands as state_cmd
 
@@ -531,6 +531,57 @@ class Store:
     def ensure_pod(self, namespace: str, name: str, node: str, fixed_ips=(), fixed_mac=None) -> dict:
         """The CNI path: return the pod's status, creating the Pod with an allocation if the store
         does not know it (then the namespace's default subnet is used)."""
+        out = self.ensure_pods([(namespace, name, node, fixed_ips, fixed_mac)])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def ensure_pods(self, items) -> list:
+        """``ensure_pod`` for several pods ``(namespace, name, node, fixed_ips, fixed_mac)`` at
+        once (the CNI ADDs of a burst): every pod that needs an address gets it in ONE
+        transaction. Returns, per item in order, the status or the exception ``ensure_pod``
+        would have raised for it alone: if the shared transaction fails, each pod is tried
+        alone, so one pod's error (exhausted subnet, address held) stays that pod's."""
+        out: list = [None] * len(items)
+        todo: list[tuple[int, tuple]] = []
+        again: list[int] = []
+        seen: set = set()
+        for i, (namespace, name, node, fixed_ips, fixed_mac) in enumerate(items):
+            if (namespace, name) in seen:
+                again.append(i)    # the same pod twice: after the first, it has its address
+                continue
+            seen.add((namespace, name))
+            try:
+                prepared = self._ensure_prepare(namespace, name, node, fixed_ips, fixed_mac)
+            except Exception as exc:  # noqa: BLE001 - this pod's answer
+                out[i] = exc
+                continue
+            if isinstance(prepared, dict):
+                out[i] = prepared
+            else:
+                todo.append((i, prepared))
+        if len(todo) > 1:
+            try:
+                for (i, _), status in zip(todo, self._ensure_commit([p for _, p in todo])):
+                    out[i] = status
+                todo = []
+            except Exception as exc:  # noqa: BLE001 - each pod alone, for its own error
+                LOG.debug("pods/ensure: a batch of %d failed (%s); one by one", len(todo), exc)
+        for i, prepared in todo:
+            try:
+                out[i] = self._ensure_commit([prepared])[0]
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+        for i in again:
+            try:
+                prepared = self._ensure_prepare(*items[i])
+                out[i] = prepared if isinstance(prepared, dict) else self._ensure_commit([prepared])[0]
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+        return out
+
+    def _ensure_prepare(self, namespace: str, name: str, node: str, fixed_ips=(), fixed_mac=None):
+        """The pod's status if it has an address, else what ``_ensure_commit`` needs."""
         ref = f"Pod/{namespace}/{name}"
         row = self.row("Pod", namespace, name)
         if row is not None and _status(row).get("ips"):
@@ -542,16 +593,25 @@ class Store:
         request = self.pod_request(ref, namespace, name, annotations, node, None, fixed_ips, fixed_mac)
         columns = {"labels": dict(row.labels) if row is not None else {}, "annotations": annotations,
                    "spec": canonical(spec), "node": node}
+        return ref, namespace, name, node, request, columns
 
+    def _ensure_commit(self, prepared: list[tuple]) -> list[dict]:
+        """Allocate and write the pods ``prepared`` in one transaction; their statuses."""
         def build(new_allocation):
-            alloc = new_allocation(request)
-            return [alloc, SetStatusCommand(self.api, "Pod", namespace, name, columns, self._pod_status(alloc, node))]
+            commands = []
+            for _ref, namespace, name, node, request, columns in prepared:
+                alloc = new_allocation(request)
+                commands += [alloc, SetStatusCommand(self.api, "Pod", namespace, name, columns,
+                                                     self._pod_status(alloc, node))]
+            return commands
+        subnets = sorted({p.name for *_, request, _columns in prepared for p in request.subnets})
+        self.api.ensure_loaded("Ip", subnets)    # what allocator.load() wants, without its spin
+        self.api.ensure_loaded("Mac", subnets)
         try:
-            commands = self.allocator.transact(build, [p.name for p in request.subnets])
+            commands = self.allocator.transact(build, subnets)
         except IpamError as exc:
-            raise StoreError(f"{ref}: {exc}", exc.status) from exc
-        return json.loads(commands[1].columns["status"])
-
+            raise StoreError(f"{prepared[0][0]}: {exc}" if len(prepared) == 1 else str(exc), exc.status) from exc
+        return [json.loads(commands[k].columns["status"]) for k in range(1, len(commands), 2)]
 
     def release_pod(self, namespace: str, name: str) -> dict:
         """CNI DEL: a pod the CNI path created (nobody declared it) goes away with its sandbox and

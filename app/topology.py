@@ -10,17 +10,26 @@ Two sources meet here:
 Rows that cannot be compiled (a pod whose subnet is gone, a VPC without an id yet, a node
 whose uplink port is missing) are left out and reported as *problems* — one bad object must
 never take the flows of every other object down with it.
+
+Two ways to a Topology, with the same result (tests/unit/app/test_topology.py checks it):
+* ``build`` reads every row (start, reconnect, and any Vpc/Subnet/Node change);
+* ``update`` derives the next value from the last one for what a CNI ADD/DEL changes: some Pod
+  rows and some pod ports. It costs O(changed pods) (``ClusterIn.with_pods``/``without_pods``
+  share everything else), where ``build`` costs O(all pods) — per flow-engine pass. It returns
+  None when it cannot be sure to match ``build`` (pods clashing over an address or port: who
+  wins depends on creation order; a change the compiler input refuses), and the caller builds.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import dataclasses
 from dataclasses import dataclass, field
 
 import netaddr
 
 from vpcnet.app.ipam.plan import SubnetPlan
-from vpcnet.flows import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn
+from vpcnet.flows import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, node_router_mac
 
 PORT_PREFIX = "vp"
 
@@ -41,6 +50,52 @@ class Topology:
     problems: list[str] = field(default_factory=list)
     node_by_dpid: dict[int, str] = field(default_factory=dict)
     node_specs: dict[str, dict] = field(default_factory=dict)
+    # What ``update`` needs (not part of the value): see _Pods. Handed on to the next value.
+    pods_index: "_Pods | None" = field(default=None, compare=False, repr=False)
+    # Set by ``update``: the pods whose compiler input differs from the value it started from
+    # (None after ``build``: compare everything).
+    changed_pods: frozenset | None = field(default=None, compare=False, repr=False)
+
+
+class _Pods:
+    """What ``update`` needs besides the cluster: (node, port name) -> the keys of the pods in
+    the cluster wired through that port; the pods left out with a problem, key ->
+    (creation order, text, clash?); and the problems that are not about pods.
+
+    Owned by one Topology value at a time: ``update`` moves it to the value it returns."""
+
+    def __init__(self, base_problems: list[str]):
+        self.by_port: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.problems: dict[tuple[str, str], tuple[tuple, str, bool]] = {}
+        self.clashes = 0
+        self.base_problems = base_problems
+        self.owner: Topology | None = None
+
+    def wire(self, key, where: tuple[str, str] | None, add: bool) -> None:
+        if where is None:
+            return
+        if add:
+            self.by_port.setdefault(where, set()).add(key)
+            return
+        users = self.by_port.get(where)
+        if users is not None:
+            users.discard(key)
+            if not users:
+                del self.by_port[where]
+
+    def set_problem(self, key, problem: tuple[tuple, str, bool] | None) -> None:
+        old = self.problems.pop(key, None)
+        if old is not None and old[2]:
+            self.clashes -= 1
+        if problem is not None:
+            self.problems[key] = problem
+            if problem[2]:
+                self.clashes += 1
+
+    def problem_list(self) -> list[str]:
+        if not self.problems:
+            return list(self.base_problems)
+        return self.base_problems + [text for _, text, _ in sorted(self.problems.values())]
 
 
 def node_datapaths(node_rows) -> dict[int, str]:
@@ -109,6 +164,7 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
 
     nodes: dict[str, NodeIn] = {}
     node_by_dpid: dict[int, str] = {}
+    node_by_mac: dict[str, str] = {}     # routed packets' source MAC must be unique per node
     node_specs: dict[str, dict] = {}
     for row in sorted(node_rows, key=lambda r: r.name):
         spec = _json(row.spec)
@@ -121,6 +177,12 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         if dpid in node_by_dpid:
             problems.append(f"Node/{row.name}: datapathId {dpid:016x} is also node {node_by_dpid[dpid]}")
             continue
+        mac = node_router_mac(dpid)
+        if mac in node_by_mac:
+            problems.append(f"Node/{row.name}: datapathId {dpid:016x} gives node router MAC {mac}, the same as "
+                            f"node {node_by_mac[mac]}'s (give one bridge another other_config:datapath-id)")
+            continue
+        node_by_mac[mac] = row.name
         node_by_dpid[dpid] = row.name
         node_ports = ports.get(row.name)
         if node_ports is None:
@@ -134,39 +196,112 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         except InputError as exc:
             problems.append(f"Node/{row.name}: {exc}")
 
+    index = _Pods(list(problems))
     pods: list[PodIn] = []
     seen: dict[tuple, tuple[str, str]] = {}
     for row in sorted(pod_rows, key=lambda r: (r.created_ms, r.namespace, r.name)):
-        status = _json(row.status)
-        ips = status.get("ips") or []
-        subnet = subnets.get(status.get("subnet", ""))
-        if not ips or not status.get("mac"):
-            continue  # not allocated yet
-        if subnet is None:
-            problems.append(f"Pod/{row.namespace}/{row.name}: subnet {status.get('subnet')!r} is unknown or left out")
-            continue
-        node = status.get("node") or row.node
-        if not node:
-            continue  # not scheduled
-        port = status.get("port") or pod_port_name(row.namespace, row.name)
-        ofport = ports.get(node, {}).get(port)
-        try:
-            pod = PodIn(row.namespace, row.name, subnet.vpc, subnet.name, tuple(ips), status["mac"],
-                        node, ofport, port)
-        except InputError as exc:
-            problems.append(f"Pod/{row.namespace}/{row.name}: {exc}")
+        pod, problem = _pod_of_row(row, subnets.get, lambda node, port: ports.get(node, {}).get(port))
+        if pod is None:
+            if problem is not None:
+                index.set_problem((row.namespace, row.name), problem)
             continue
         claims = [("ip", (pod.vpc, ip)) for ip in pod.ips] + [("mac", (pod.subnet, pod.mac))]
         if pod.ofport is not None:
             claims.append(("ofport", (pod.node, pod.ofport)))
         clash = next(((what, seen[key]) for what, key in claims if seen.get(key, pod.key) != pod.key), None)
         if clash is not None:
-            problems.append(f"Pod/{row.namespace}/{row.name}: its {clash[0]} is also used by pod "
-                            f"{'/'.join(clash[1])}; left out")
+            index.set_problem(pod.key, (problem[0], f"Pod/{row.namespace}/{row.name}: its {clash[0]} is also "
+                                                    f"used by pod {'/'.join(clash[1])}; left out", True))
             continue
         for _, key in claims:
             seen[key] = pod.key
+        index.wire(pod.key, (pod.node, pod.port_name), True)
         pods.append(pod)
 
     cluster = ClusterIn(tuple(vpcs.values()), tuple(subnets.values()), tuple(pods), tuple(nodes.values()))
-    return Topology(cluster, problems, node_by_dpid, node_specs)
+    topo = Topology(cluster, index.problem_list(), node_by_dpid, node_specs, index)
+    index.owner = topo
+    return topo
+
+
+def _pod_of_row(row, subnet_of, ofport_of) -> tuple[PodIn | None, tuple | None]:
+    """A Pod row -> (its compiler input, None) or (None, its problem or None when it plays no
+    part yet). A problem is (creation order, text, False); with a PodIn the second item is
+    (creation order, None, False), for a clash found later. ``subnet_of(name)``: the SubnetIn
+    (None if unknown or left out); ``ofport_of(node, port name)``: the port's ofport or None."""
+    status = _json(row.status)
+    ips = status.get("ips") or []
+    if not ips or not status.get("mac"):
+        return None, None  # not allocated yet
+    order = (row.created_ms, row.namespace, row.name)
+    subnet = subnet_of(status.get("subnet", ""))
+    if subnet is None:
+        return None, (order, f"Pod/{row.namespace}/{row.name}: subnet {status.get('subnet')!r} is unknown or "
+                             f"left out", False)
+    node = status.get("node") or row.node
+    if not node:
+        return None, None  # not scheduled
+    port = status.get("port") or pod_port_name(row.namespace, row.name)
+    try:
+        pod = PodIn(row.namespace, row.name, subnet.vpc, subnet.name, tuple(ips), status["mac"],
+                    node, ofport_of(node, port), port)
+    except InputError as exc:
+        return None, (order, f"Pod/{row.namespace}/{row.name}: {exc}", False)
+    return pod, (order, None, False)
+
+
+def update(topo: Topology, pod_rows: dict, changed_ports, ofport_of) -> Topology | None:
+    """``topo`` after some Pod rows and pod ports changed, or None: then ``build`` from all rows.
+
+    ``pod_rows``: (namespace, name) -> the Pod row as it is now (None: gone), for every pod whose
+    row changed; ``changed_ports``: (node, port name) of every port added, renumbered or removed
+    on a connected bridge (never an uplink port: that is a Node change, a ``build``);
+    ``ofport_of(node, port name)``: its ofport now, or None (what ``build`` reads in ``ports``).
+    The state behind ``topo`` moves to the returned value: ``topo`` cannot be updated again."""
+    index = topo.pods_index
+    if index is None or index.owner is not topo or index.clashes:
+        return None
+    cluster = topo.cluster
+    changed: dict[tuple[str, str], PodIn] = {}
+    gone: list[tuple[str, str]] = []
+    problems: dict[tuple[str, str], tuple | None] = {}
+    for key, row in pod_rows.items():
+        pod, problem = (None, None) if row is None else _pod_of_row(row, cluster.find_subnet, ofport_of)
+        problems[key] = problem if pod is None else None
+        old = cluster.find_pod(*key)
+        if pod is None:
+            if old is not None:
+                gone.append(key)
+        elif old != pod:
+            changed[key] = pod
+    for where in changed_ports:
+        for key in index.by_port.get(where, ()):
+            if key in pod_rows:
+                continue
+            pod = cluster.find_pod(*key)
+            ofport = ofport_of(*where)
+            if pod is not None and pod.ofport != ofport:
+                try:
+                    changed[key] = dataclasses.replace(pod, ofport=ofport)
+                except InputError:
+                    return None
+    try:
+        after = cluster.without_pods(gone) if gone else cluster
+        if changed:
+            after = after.with_pods(changed.values())
+    except (InputError, KeyError):
+        return None   # e.g. a clash: build() decides who keeps the address, by creation order
+    for key in gone:
+        old = cluster.find_pod(*key)
+        index.wire(key, (old.node, old.port_name), False)
+    for key, pod in changed.items():
+        old = cluster.find_pod(*key)
+        if old is not None:
+            index.wire(key, (old.node, old.port_name), False)
+        index.wire(key, (pod.node, pod.port_name), True)
+    for key, problem in problems.items():
+        index.set_problem(key, problem)
+    new = Topology(after, index.problem_list(), topo.node_by_dpid, topo.node_specs, index)
+    new.changed_pods = frozenset(gone).union(changed)
+    index.owner = new
+    return new

@@ -8,6 +8,13 @@
   address / plumbing / flows as the node daemon measured them (its log line
   ``ADD ... in X ms (address A, plumbing P, flows F)``; plumbing = veth + pod end + br-int port),
   and the rest (end to end minus the daemon's total: plugin exec, plugin <-> daemon transport);
+  the daemon runs the address request and the plumbing (veth + br-int port) in parallel, and the
+  flows wait in parallel with the pod end's configuration, so the parts overlap (address and
+  plumbing are each measured on their own; flows = from the address being known until ready);
+  CPU per ADD: CPU time (user + system, /proc) the controller, its state database, the node
+  daemon, OVS (ovsdb-server + ovs-vswitchd) and the plugin execs used during the ADDs, divided
+  by the number of ADDs: a figure that depends on the work done much less than the latencies
+  depend on what else the machine runs;
   peer, same run: one pod's plumbing done the plain shell way (`ip` + `ip netns exec ethtool` +
   `ovs-vsctl add-port`), the floor of a fork/exec-per-step plugin, next to the daemon's own
   plumbing code run in process on the same pods (veth/pod end, br-int port, detach apart).
@@ -81,6 +88,29 @@ def plugin_start(node: CniNode, runs: int) -> float:
     return statistics.median(samples)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(node: CniNode) -> dict[str, float]:
+    """CPU seconds so far per component of the node under test."""
+    pids = {"controller": [node.ctl.proc.pid], "node daemon": [node.daemon.pid],
+            "OVS": list(node.ovs.pids.values())}
+    try:
+        pids["state db"] = [int((node.state / "ovsdb-server.pid").read_text().strip())]
+    except (OSError, ValueError):
+        pass
+    out = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+    t = os.times()
+    out["plugin execs"] = t.children_user + t.children_system
+    return out
+
+
 def run_mode(node: CniNode, netns: list[str], namespace: str, label: str, parallel: int) -> dict:
     jobs = [(f"{label}{i:04d}" + "e" * 16, netns[i], (namespace, f"{label}-{i}")) for i in range(len(netns))]
 
@@ -109,15 +139,18 @@ def run_mode(node: CniNode, netns: list[str], namespace: str, label: str, parall
             raise RuntimeError(f"DEL {job[2]} failed: {out} {err}")
         return (time.perf_counter() - t0) * 1000
 
+    cpu0 = cpu_sample(node)
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         adds = list(pool.map(add, jobs))
     wall = time.perf_counter() - t0
+    cpu1 = cpu_sample(node)
+    cpu = {k: (cpu1[k] - cpu0.get(k, 0.0)) * 1000 / max(1, len(jobs)) for k in cpu1}
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         dels = list(pool.map(delete, jobs))
     splits = daemon_splits(node.tmp / "node.log", namespace)
     mine = [splits[j[2][1]] for j in jobs if j[2][1] in splits]
-    return {"adds": adds, "dels": dels, "wall": wall, "splits": mine, "failures": failures}
+    return {"adds": adds, "dels": dels, "wall": wall, "splits": mine, "failures": failures, "cpu": cpu}
 
 
 def shell_peer(node: CniNode, netns: list[str], count: int) -> list[float]:
@@ -195,9 +228,13 @@ def report(label: str, res: dict, start_ms: float) -> None:
             print(f"    {name:<14}             {pct(vals, 50):7.1f}  {pct(vals, 99):7.1f}  {max(vals):7.1f}")
     if splits and len(splits) == n:
         rest = [a - s["total"] for a, s in zip(adds, splits)]
-        print(f"    rest (exec, transport, records) {pct(rest, 50):7.1f}  {pct(rest, 99):7.1f}  {max(rest):7.1f}")
+        print(f"    rest (plugin exec, transport)  {pct(rest, 50):7.1f}  {pct(rest, 99):7.1f}  {max(rest):7.1f}")
     if res["failures"]:
         print(f"  ADD attempts that failed and were retried: {len(res['failures'])}, e.g. {res['failures'][0]}")
+    cpu = res.get("cpu") or {}
+    if cpu:
+        print("  CPU per ADD (ms)             " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+              + f"; total {sum(cpu.values()):.1f}")
     dels = res["dels"]
     print(f"  DEL end to end               p50 {pct(dels, 50):7.1f}  p99 {pct(dels, 99):7.1f}  max {max(dels):7.1f} ms")
 

@@ -25,8 +25,14 @@ Why it is built this way (an ADD's plumbing costs a few milliseconds, most of it
   namespace's socket, checked with ETHTOOL_GTXCSUM: the kernel then drops the features that
   depend on it (TSO, ...) exactly as ``ethtool -K IF tx off`` does, without nsenter + ethtool.
 
-Errors are PlumbingError naming CNI_IFNAME / CNI_NETNS; a failed ``attach`` leaves nothing
-behind. ``detach`` is idempotent (False when already gone), as the CNI spec needs for DEL.
+Two steps, so the node daemon can create the pair while the controller is still allocating
+the address: ``create`` (veth pair, pod end named and sized, TX checksum off, lo up: nothing of
+it depends on the address) returns a ``Pending`` attachment, whose ``configure`` then sets the
+MAC, the addresses, link up and the default routes once they are known. ``attach`` does both.
+
+Errors are PlumbingError naming CNI_IFNAME / CNI_NETNS; a failed ``attach`` (``create`` or
+``configure``) leaves nothing behind. ``detach`` is idempotent (False when already gone), as the
+CNI spec needs for DEL.
 """
 from __future__ import annotations
 
@@ -194,10 +200,11 @@ class _Rtnl:
         return NetlinkFailure(code, text)
 
     # --- the requests ---------------------------------------------------------------------
-    def create_veth(self, ifname: str, peer: str, peer_netns_fd: int, peer_mac: bytes, mtu: int) -> None:
-        """``ifname`` here, up; ``peer`` in the namespace open as ``peer_netns_fd``, with its MAC."""
+    def create_veth(self, ifname: str, peer: str, peer_netns_fd: int, peer_mac: bytes | None, mtu: int) -> None:
+        """``ifname`` here, up; ``peer`` in the namespace open as ``peer_netns_fd``, with its MAC
+        (None: the kernel's random one, until ``set_mac_up``)."""
         peer_msg = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(peer))
-                    + _attr(IFLA_MTU, _u32(mtu)) + _attr(IFLA_ADDRESS, peer_mac)
+                    + _attr(IFLA_MTU, _u32(mtu)) + (_attr(IFLA_ADDRESS, peer_mac) if peer_mac else b"")
                     + _attr(IFLA_NET_NS_FD, _u32(peer_netns_fd)))
         linkinfo = _attr(IFLA_INFO_KIND, _name("veth")) + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_msg))
         body = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, _name(ifname))
@@ -224,6 +231,11 @@ class _Rtnl:
 
     def set_up(self, index: int) -> None:
         self.request(RTM_SETLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
+
+    def set_mac_up(self, index: int, mac: bytes) -> None:
+        """The link's MAC, then up, in one request (the kernel sets the address before the flags)."""
+        self.request(RTM_SETLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
+                     + _attr(IFLA_ADDRESS, mac))
 
     def add_address(self, index: int, net: netaddr.IPNetwork) -> None:
         family = socket.AF_INET if net.version == 4 else socket.AF_INET6
@@ -388,38 +400,77 @@ def _parse(ifname: str, pod_netns: str, mac: str, cidrs, gateways):
     return mac_bytes, nets, gws
 
 
-def _configure_pod(rtnl: _Rtnl, ctl: socket.socket, pod_netns: str, ifname: str, nets, gws,
-                   tx_offload_off: bool) -> None:
+class Pending:
+    """A veth pair made by ``create``: the pod end exists (named, MTU, TX checksum off, lo up)
+    but is down, without MAC or address. ``configure`` finishes it; ``abandon`` removes it.
+    Either closes the pod namespace's sockets, which it holds until then."""
+
+    def __init__(self, host_netns, host_ifname, pod_netns, ifname, mtu, rtnl: _Rtnl, ctl: socket.socket, index: int):
+        self.host_netns, self.host_ifname, self.pod_netns, self.ifname, self.mtu = \
+            host_netns, host_ifname, pod_netns, ifname, mtu
+        self.rtnl, self.ctl, self.index = rtnl, ctl, index
+        self.closed = False
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.rtnl.close()
+            self.ctl.close()
+
+    def configure(self, mac: str, cidrs: list[str], gateways: list[str]) -> Attachment:
+        """MAC, addresses, link up, default routes. On failure the pair is removed."""
+        try:
+            mac_bytes, nets, gws = _parse(self.ifname, self.pod_netns, mac, cidrs, gateways)
+            step = "adding its addresses"
+            try:
+                for net in nets:
+                    step = f"adding address {net}"
+                    self.rtnl.add_address(self.index, net)
+                step = f"setting its MAC {mac} and setting it up"
+                self.rtnl.set_mac_up(self.index, mac_bytes)
+                for gw in gws:
+                    step = f"adding the default route via {gw}"
+                    self.rtnl.add_default_route(self.index, gw)
+            except OSError as exc:
+                raise PlumbingError(f"configuring CNI_IFNAME {self.ifname} in CNI_NETNS {self.pod_netns}: "
+                                    f"{step}: {exc}") from exc
+        except BaseException:
+            self.abandon()
+            raise
+        self._close()
+        return Attachment(self.host_ifname, self.ifname, mac, self.mtu, self.pod_netns)
+
+    def abandon(self) -> None:
+        """Remove the pair (the ADD failed elsewhere). Idempotent."""
+        self._close()
+        detach(self.host_netns, self.host_ifname)
+
+
+def _prepare_pod(rtnl: _Rtnl, ctl: socket.socket, pod_netns: str, ifname: str, tx_offload_off: bool) -> int:
+    """The pod end as far as it does not depend on the address; returns its ifindex."""
     step = f"looking up {ifname}"
     try:
         idx = rtnl.link_index(ifname)
-        for net in nets:
-            step = f"adding address {net}"
-            rtnl.add_address(idx, net)
-        step = "setting it up"
-        rtnl.set_up(idx)
         step = "setting lo up"
         try:
             rtnl.set_up(LOOPBACK_IFINDEX)
         except NetlinkFailure as exc:
             if exc.errno != errno.ENODEV:
                 raise
-        for gw in gws:
-            step = f"adding the default route via {gw}"
-            rtnl.add_default_route(idx, gw)
         if tx_offload_off:
             step = "turning TX checksum offload off (SIOCETHTOOL ETHTOOL_STXCSUM)"
             tx_checksum_off(ctl, ifname)
     except OSError as exc:
         raise PlumbingError(f"configuring CNI_IFNAME {ifname} in CNI_NETNS {pod_netns}: {step}: {exc}") from exc
+    return idx
 
 
-def attach(host_netns: str | None, host_ifname: str, pod_netns: str, ifname: str, mac: str,
-           cidrs: list[str], gateways: list[str], mtu: int = 1500, tx_offload_off: bool = True) -> Attachment:
-    """Create the veth pair and configure the pod end. On any failure nothing is left behind."""
+def create(host_netns: str | None, host_ifname: str, pod_netns: str, ifname: str, mtu: int = 1500,
+           tx_offload_off: bool = True) -> Pending:
+    """Create the veth pair: ``host_ifname`` (up) in ``host_netns``, ``ifname`` in ``pod_netns``
+    (down, no MAC or address yet). On any failure nothing is left behind."""
     if not os.path.exists(pod_netns):
         raise PlumbingError(f"CNI_NETNS {pod_netns} does not exist")
-    mac_bytes, nets, gws = _parse(ifname, pod_netns, mac, cidrs, gateways)
     try:
         host = _host(host_netns)
     except OSError as exc:
@@ -436,7 +487,7 @@ def attach(host_netns: str | None, host_ifname: str, pod_netns: str, ifname: str
                                 f"{exc}") from None
         try:
             try:
-                host.create_veth(host_ifname, ifname, fd, mac_bytes, mtu)
+                host.create_veth(host_ifname, ifname, fd, None, mtu)
             except NetlinkFailure as exc:
                 if exc.errno == errno.EEXIST:
                     raise PlumbingError(f"CNI_IFNAME {ifname} already exists in {pod_netns}, or host port "
@@ -448,16 +499,24 @@ def attach(host_netns: str | None, host_ifname: str, pod_netns: str, ifname: str
                 raise PlumbingError(f"cannot create veth {host_ifname}/{ifname} (CNI_IFNAME {ifname} in "
                                     f"CNI_NETNS {pod_netns}): {exc}") from None
             try:
-                _configure_pod(rtnl, ctl, pod_netns, ifname, nets, gws, tx_offload_off)
+                index = _prepare_pod(rtnl, ctl, pod_netns, ifname, tx_offload_off)
             except BaseException:
                 detach(host_netns, host_ifname)
                 raise
-        finally:
+        except BaseException:
             rtnl.close()
             ctl.close()
+            raise
     finally:
         os.close(fd)
-    return Attachment(host_ifname, ifname, mac, mtu, pod_netns)
+    return Pending(host_netns, host_ifname, pod_netns, ifname, mtu, rtnl, ctl, index)
+
+
+def attach(host_netns: str | None, host_ifname: str, pod_netns: str, ifname: str, mac: str,
+           cidrs: list[str], gateways: list[str], mtu: int = 1500, tx_offload_off: bool = True) -> Attachment:
+    """Create the veth pair and configure the pod end. On any failure nothing is left behind."""
+    _parse(ifname, pod_netns, mac, cidrs, gateways)   # refuse bad input before creating anything
+    return create(host_netns, host_ifname, pod_netns, ifname, mtu, tx_offload_off).configure(mac, cidrs, gateways)
 
 
 def detach(host_netns: str | None, host_ifname: str) -> bool:

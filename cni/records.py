@@ -1,9 +1,12 @@
 """Persisted attachment records: one JSON file per (container id, ifname), fsync'ed.
 
-A record is written *before* anything is created for an ADD (state "adding") and rewritten with
-the result once the ADD succeeded ("ready"). So after a crash at any point, DEL and GC find what
-may exist (port, veth, address) and remove it; and a restarted daemon knows every attachment
-without asking anyone.
+A record is written (state "adding") *before* the controller is asked for the pod's address,
+and rewritten with the result ("ready") before the ADD answers. So after a crash at any point,
+DEL and GC find what may exist (port, veth, address) and remove it; and a restarted daemon knows
+every attachment without asking anyone. The veth pair and the br-int port are created while the
+"adding" record is being written (the ADD's latency): they need no record to be found, GC finds
+them by their marks (br-int ports with ``external_ids:vpcnet-owner=pod``, host links named
+``vp`` + 12 hex digits) and DEL by the pod's name (``pod_port_name``) from CNI_ARGS.
 """
 from __future__ import annotations
 

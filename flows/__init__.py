@@ -17,7 +17,7 @@ No sockets, no clocks, no os-ken: standard library + netaddr only.
 from .compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
 from .inputs import (
     ClusterIn, InputError, IpBlockIn, NamespaceIn, NetworkPolicyIn, NodeIn, NpPeerIn, NpPortIn, NpRuleIn, PodIn,
-    SecurityGroupIn, SelectorIn, SgRuleIn, SubnetIn, VpcIn, router_mac,
+    SecurityGroupIn, SelectorIn, SgRuleIn, SubnetIn, VpcIn, node_router_mac, router_mac,
 )
 from .model import Flow, FlowError, Group, Match, Meter
 from .pipeline import PIPELINE
@@ -25,7 +25,7 @@ from .render import render, render_for_ofctl
 
 __all__ = [
     "Change", "compile_node", "compile_owner", "owners_affected", "owners_on_node",
-    "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "router_mac",
+    "ClusterIn", "InputError", "NodeIn", "PodIn", "SubnetIn", "VpcIn", "node_router_mac", "router_mac",
     "IpBlockIn", "NamespaceIn", "NetworkPolicyIn", "NpPeerIn", "NpPortIn", "NpRuleIn", "SecurityGroupIn",
     "SelectorIn", "SgRuleIn",
     "Flow", "FlowError", "Group", "Match", "Meter", "PIPELINE", "render", "render_for_ofctl",

@@ -13,7 +13,9 @@ What a pod add/delete/update recomputes (``owners_affected``), per node:
 * and, only when the change makes the VPC appear on or vanish from a node (first/last active
   pod of that VPC there), every owner of that VPC on that node.
 A subnet or VPC change recomputes every owner of that VPC on every node where the VPC is
-present; a node change recomputes everything on that node.
+present; a node change recomputes everything on that node (its uplink port and its datapath
+id, hence its node router MAC, the source MAC of its routes, are in its subnets' flows; no
+other node's flows depend on them).
 
 Security policy (policy.py): when the cluster has a SecurityGroup or NetworkPolicy, every VPC
 present on a node has the owner ``policy/<vpc>`` there. A pod change also recomputes it on
@@ -27,8 +29,9 @@ Cookies carry round 0; the reconciler ORs in its round (``cookies.with_round``).
 Cost (what keeps 5,000 nodes / 150,000 pods compilable, see bench/compile_bench.py). Flows
 are immutable values, so identical ones are built once and shared:
 * a pod's flows on the nodes where it is remote are the same everywhere (pod.py caches them
-  by pod value); every subnet flow but the flood one is the same on every node with the same
-  uplink port (subnet.py caches them); vpc and base flows likewise;
+  by pod value); every subnet flow but the flood one and the routes (whose source MAC is the
+  node router MAC) is the same on every node with the same uplink port (subnet.py caches them,
+  and the routes per node router MAC); vpc and base flows likewise;
 * per VPC, the sorted (owner, flows) table of its VPC owner and its remote pods is kept in
   ``ClusterIn.vpc_memo`` (dropped by ClusterIn when the VPC changes), and the merge of the
   tables of a set of VPCs is kept per cluster value (nodes running the same VPCs share it), so

@@ -6,8 +6,30 @@ Nothing here reads a database; the app layer builds these values and hands them 
 
 Router MAC: every VPC has one fixed distributed-router MAC, ``0e:76:70:ff:HH:LL`` where HHLL is
 the 16-bit ``vpc_id`` (``router_mac(7) == "0e:76:70:ff:00:07"``). It is the gateway MAC of every
-subnet of that VPC, on every node. The ``0e:76:70:ff`` prefix (locally administered, unicast)
-is reserved: pod MACs may not use it.
+subnet of that VPC, on every node: br-int answers the pods' ARP/ND for the gateway, and their
+pings to it, with it. The ``0e:76:70:ff`` prefix (locally administered, unicast) is reserved: pod
+MACs may not use it.
+
+Node router MAC: the Ethernet *source* of every packet br-int routes (l3_fwd's route action) is
+the routing node's own MAC, not the VPC router MAC: every node routes, so a shared source MAC
+would be seen by the EVPN leaves behind every node in turn (MAC mobility, a BGP update per move,
+then the MAC flagged duplicate). Pods do not care: they address their gateway by the VPC router
+MAC they resolved by ARP/ND, which does not change. (OVN does the same with
+ovn-chassis-mac-mappings.) ``node_router_mac(datapath_id)`` derives it, deterministically:
+
+1. the datapath id's low 48 bits (OVS derives a bridge's default datapath id from its MAC, so
+   this is usually the bridge's own MAC), with the first octet's U/L bit (0x02) set and its I/G
+   bit (0x01) cleared: a locally administered unicast MAC (dpid 0x20001 -> 02:00:00:02:00:01);
+2. if that lands in vpcnet's own block ``0e:76:70:xx:xx:xx`` (app/ipam's pod MACs, prefix +
+   the IP's low 24 bits or random low 24 bits, and the router MACs ``0e:76:70:ff:HH:LL``), the
+   first octet's 0x20 bit is flipped (0e:76:70:.. -> 2e:76:70:..), so a node MAC is never in
+   that block.
+
+Collisions: the derivation drops the datapath id's high 16 bits and the first octet's two low
+bits, and step 2 maps onto an ordinary MAC, so two distinct datapath ids can give one MAC.
+``ClusterIn`` refuses two nodes with the same node router MAC (InputError naming both nodes and
+both datapath ids): the fix is to give one bridge another ``other_config:datapath-id``. (A pod
+MAC chosen by hand outside vpcnet's block is not checked against the node MACs.)
 
 Security policy: ``PodIn`` carries its labels, named container ports and security group
 annotation; ``ClusterIn`` carries ``namespaces`` (NamespaceIn: labels), ``security_groups``
@@ -28,6 +50,7 @@ from .model import OFPP_MAX
 from .pmap import PMap
 
 ROUTER_MAC_PREFIX = "0e:76:70:ff"
+VPCNET_MAC_BLOCK = 0x0E7670          # first 3 octets of every MAC vpcnet allocates (pods, routers)
 L3_MODES = ("distributed", "none")
 
 
@@ -39,6 +62,16 @@ def router_mac(vpc_id: int) -> str:
     if not 0 < vpc_id <= 0xFFFF:
         raise InputError(f"vpc_id {vpc_id}: must be 1..65535 to derive a router MAC")
     return f"{ROUTER_MAC_PREFIX}:{vpc_id >> 8:02x}:{vpc_id & 0xFF:02x}"
+
+
+def node_router_mac(datapath_id: int) -> str:
+    """The node router MAC of the node whose bridge has ``datapath_id`` (see the module doc)."""
+    if isinstance(datapath_id, bool) or not isinstance(datapath_id, int) or not 0 <= datapath_id < 1 << 64:
+        raise InputError(f"datapath_id {datapath_id!r}: must be a 64-bit unsigned integer")
+    mac = (datapath_id & ((1 << 48) - 1) | (0x02 << 40)) & ~(0x01 << 40)
+    if mac >> 24 == VPCNET_MAC_BLOCK:
+        mac ^= 0x20 << 40
+    return ":".join(f"{(mac >> s) & 0xFF:02x}" for s in range(40, -1, -8))
 
 
 def _set(obj, name, value):
@@ -222,10 +255,17 @@ class NodeIn:
         _set(self, "name", _name(me, "name", self.name))
         _int(me, "datapath_id", self.datapath_id, 0, (1 << 64) - 1)
         _int(me, "uplink_ofport", self.uplink_ofport, 1, OFPP_MAX - 1)
+        # derived from datapath_id (not a field: no effect on eq/hash)
+        _set(self, "_router_mac", node_router_mac(self.datapath_id))
 
     @property
     def owner(self) -> str:
         return f"node/{self.name}"
+
+    @property
+    def router_mac(self) -> str:
+        """The node router MAC: the source MAC of the packets this node routes."""
+        return self._router_mac
 
 
 # --- security policy inputs ------------------------------------------------------------------
@@ -535,6 +575,23 @@ def _index(items: Iterable, key, what: str) -> dict:
     return out
 
 
+def _mac_clash(node: NodeIn, other: NodeIn) -> InputError:
+    return InputError(f"node {node.name}: node router MAC {node.router_mac} (datapath_id {node.datapath_id:016x}) "
+                      f"is also node {other.name}'s (datapath_id {other.datapath_id:016x}); give one of their "
+                      f"bridges another datapath-id")
+
+
+def _node_macs(nodes: Iterable[NodeIn]) -> dict[str, NodeIn]:
+    """node router MAC -> node; InputError naming both nodes if two share one."""
+    out: dict[str, NodeIn] = {}
+    for n in nodes:
+        other = out.get(n.router_mac)
+        if other is not None:
+            raise _mac_clash(*sorted((n, other), key=lambda x: x.name))
+        out[n.router_mac] = n
+    return out
+
+
 def _pod_key(p: PodIn) -> tuple[str, str]:
     return (p.namespace, p.name)
 
@@ -583,6 +640,11 @@ class ClusterIn:
     the old value as it was. A derived value equals (``==``, same lookups, same compiled flows)
     the value the constructor builds from the same objects.
 
+    Nodes: names are unique, and so are their node router MACs (``NodeIn.router_mac``, derived
+    from the datapath id): two nodes whose MACs collide are refused with an InputError naming
+    both (by the constructor and by ``with_node``), since their routed packets would make the
+    leaves see one MAC move between them.
+
     ``pods`` is the sorted tuple of all pods; a derived value builds it on first access
     (O(n log n)), so incremental users should stick to the lookups.
 
@@ -609,6 +671,7 @@ class ClusterIn:
         _set(self, "_subnets", _index(self.subnets, lambda s: s.name, "subnet"))
         pods = _index(self.pods, _pod_key, "pod")
         _set(self, "_nodes", _index(self.nodes, lambda n: n.name, "node"))
+        _set(self, "_node_macs", _node_macs(self.nodes))
         by_vpc: dict[str, list] = {}
         for s in self.subnets:
             by_vpc.setdefault(s.vpc, []).append(s)
@@ -884,6 +947,13 @@ class ClusterIn:
         old = self._nodes.get(node.name)
         if old == node:
             return self
+        other = self._node_macs.get(node.router_mac)
+        if other is not None and other.name != node.name:
+            raise _mac_clash(*sorted((node, other), key=lambda x: x.name))
+        macs = dict(self._node_macs)
+        if old is not None:
+            del macs[old.router_mac]
+        macs[node.router_mac] = node
         nodes = dict(self._nodes)
         nodes[node.name] = node
         ordered = tuple(sorted(nodes.values(), key=lambda n: n.name))
@@ -895,11 +965,14 @@ class ClusterIn:
             new = self._clone()
             _set(new, "nodes", ordered)
             _set(new, "_nodes", nodes)
+            _set(new, "_node_macs", macs)
             _set(new, "_memo", self._shared_memo())   # per-VPC values do not depend on node values
             _set(new, "_memo_new", {})
             return new
         on_node = [p for p in self._pods.values() if p.node == node.name]
-        return self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+        new = self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+        _set(new, "_node_macs", macs)
+        return new
 
     def without_node(self, name: str, *, missing_ok: bool = False) -> "ClusterIn":
         """This cluster without node ``name``; its pods stay, inactive, until they move."""
@@ -910,7 +983,9 @@ class ClusterIn:
         nodes = {k: v for k, v in self._nodes.items() if k != name}
         ordered = tuple(n for n in self.nodes if n.name != name)
         on_node = [p for p in self._pods.values() if p.node == name]
-        return self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+        new = self._derive([p.key for p in on_node], on_node, nodes=nodes, ordered_nodes=ordered)
+        _set(new, "_node_macs", {m: n for m, n in self._node_macs.items() if n.name != name})
+        return new
 
     def with_subnet(self, subnet: SubnetIn) -> "ClusterIn":
         """This cluster with ``subnet`` added or replacing its namesake (rebuilt and re-validated)."""

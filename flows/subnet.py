@@ -16,8 +16,10 @@
   (and dropped in l3_neigh, no pod has its address), another VPC's gateway hits no route;
 * l3_fwd (priority 200, only when the VPC's l3_mode is "distributed"): the *route into* this
   subnet: a pod packet of the same VPC (VPC_ID) addressed to the router MAC with a destination
-  in one of this subnet's CIDRs -> dec_ttl, src MAC = router MAC, SUBNET_ID = this subnet ->
-  l3_neigh (which rewrites the dst MAC, or drops unknown destinations). Every route matches
+  in one of this subnet's CIDRs -> dec_ttl, src MAC = the *node router MAC* (``NodeIn.router_mac``,
+  one per node, see inputs.py: never the VPC router MAC, which every node shares and the EVPN
+  leaves would see move between nodes), SUBNET_ID = this subnet -> l3_neigh (which rewrites the
+  dst MAC, or drops unknown destinations). Every route matches
   VPC_ID, so there is no route between VPCs by construction. A *private* subnet only accepts
   routed traffic from itself and its ``allow_subnets`` (one route per allowed source subnet);
 * l2_fwd (100): broadcast/multicast -> every local pod port of the subnet (in ofport order) and
@@ -26,7 +28,8 @@
 * output (200): packets of this subnet for the uplink are tagged with its VLAN.
 
 Only the flood flow depends on which pods are local, which is why a pod add/delete on a node
-also recomputes its subnet's owner on that node.
+also recomputes its subnet's owner on that node. The routes depend on the node's datapath id
+(its node router MAC): a node change recomputes every owner on that node (compile.py).
 
 The answers are owned by the subnet (feature SUBNET, like every flow here): a gateway change is a
 subnet change and a router MAC change a VPC change, both of which recompile this owner.
@@ -58,37 +61,64 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
     else:
         sources = None
     local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
-    return static_subnet_flows(subnet, vpc, node.uplink_ofport, sources) | {_flood(subnet, node.uplink_ofport,
-                                                                                   local_ports)}
+    return (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac)
+            | {_flood(subnet, node.uplink_ofport, local_ports)})
 
 
-# Everything but the flood flow depends only on the subnet and VPC values, the uplink port and
-# (private subnets) the ids of the allowed source subnets, so it is shared by every node:
-# (subnet name, uplink) -> (subnet, vpc, sources, flows); a hit must match the values (identity
-# first, equality second). Bounded like pod.py's cache.
-STATIC_CACHE_MAX = 1 << 14
-_static_cache: dict[tuple[str, int], tuple[SubnetIn, VpcIn, tuple | None, frozenset[Flow]]] = {}
+# Everything but the flood flow depends only on the subnet and VPC values, the uplink port,
+# (private subnets) the ids of the allowed source subnets and (routes) the node router MAC.
+# Two value-keyed caches (a hit must match the values: identity first, equality second),
+# bounded like pod.py's cache:
+# * _shared_cache: (subnet name, uplink) -> (subnet, vpc, flows): the flows but the routes,
+#   the same on every node with that uplink port (one set of Flow objects for all of them);
+# * _static_cache: (subnet name, uplink, node router MAC) -> (subnet, vpc, sources, flows):
+#   those plus the routes of that node (node router MACs are unique in a ClusterIn).
+STATIC_CACHE_MAX = 1 << 16
+SHARED_CACHE_MAX = 1 << 14
+_shared_cache: dict[tuple[str, int], tuple[SubnetIn, VpcIn, frozenset[Flow]]] = {}
+_static_cache: dict[tuple[str, int, str], tuple[SubnetIn, VpcIn, tuple | None, frozenset[Flow]]] = {}
 
 
-def static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None) -> frozenset[Flow]:
-    key = (subnet.name, uplink)
+def _same(a, b) -> bool:
+    return a is b or a == b
+
+
+def _bounded_put(cache: dict, limit: int, key, value) -> None:
+    if len(cache) >= limit:
+        for k in list(itertools.islice(cache, limit // 2)):
+            cache.pop(k, None)
+    cache[key] = value
+
+
+def static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None,
+                        node_mac: str) -> frozenset[Flow]:
+    """Every flow of the subnet's owner on a node but the flood flow (see ``subnet_flows``)."""
+    key = (subnet.name, uplink, node_mac)
     hit = _static_cache.get(key)
-    if (hit is not None and (hit[0] is subnet or hit[0] == subnet) and (hit[1] is vpc or hit[1] == vpc)
-            and hit[2] == sources):
+    if hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc) and hit[2] == sources:
         return hit[3]
-    flows = _static_subnet_flows(subnet, vpc, uplink, sources)
-    if len(_static_cache) >= STATIC_CACHE_MAX:
-        for k in list(itertools.islice(_static_cache, STATIC_CACHE_MAX // 2)):
-            _static_cache.pop(k, None)
-    _static_cache[key] = (subnet, vpc, sources, flows)
+    flows = _shared_subnet_flows(subnet, vpc, uplink) | _route_flows(subnet, vpc, sources, node_mac)
+    _bounded_put(_static_cache, STATIC_CACHE_MAX, key, (subnet, vpc, sources, flows))
+    return flows
+
+
+def _shared_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset[Flow]:
+    key = (subnet.name, uplink)
+    hit = _shared_cache.get(key)
+    if hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc):
+        return hit[2]
+    flows = _static_subnet_flows(subnet, vpc, uplink)
+    _bounded_put(_shared_cache, SHARED_CACHE_MAX, key, (subnet, vpc, flows))
     return flows
 
 
 def clear_cache() -> None:
     _static_cache.clear()
+    _shared_cache.clear()
 
 
-def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None) -> frozenset[Flow]:
+def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset[Flow]:
+    """The subnet's flows that are the same on every node with this uplink port."""
     owner = subnet.owner
     rmac = vpc.router_mac
     in_vpc = VPC_ID.eq(vpc.vpc_id)
@@ -101,16 +131,6 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tup
     ]
     for gw in subnet.gateways:
         flows += _gateway_answers(gw, rmac, in_vpc, in_subnet, owner)
-    if vpc.l3_mode == "distributed":
-        srcs = [SUBNET_ID.eq(i) for i in sources] if sources is not None else [None]
-        route = (DecTtl(), SetField("eth_src", rmac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
-        for cidr in subnet.cidrs:
-            proto = ip_proto(cidr)
-            dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
-            for src in srcs:
-                parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
-                flows.append(fl("l3_fwd", P_NORMAL, Match(*parts, dl_dst=rmac, **{dst: cidr}), route,
-                                owner=owner))
     tag = (PushVlan(), set_vlan_vid(subnet.vlan), Output(uplink))
     flows += [
         fl("l2_fwd", P_UNKNOWN_UNICAST, Match(in_subnet),
@@ -118,6 +138,27 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tup
         fl("output", P_NORMAL, Match(OUTPUT_TO_TARGET, in_subnet, TARGET_OFPORT.eq(uplink)), tag,
            owner=owner),
     ]
+    return frozenset(flows)
+
+
+def _route_flows(subnet: SubnetIn, vpc: VpcIn, sources: tuple | None, node_mac: str) -> frozenset[Flow]:
+    """The routes into the subnet (l3_fwd, distributed VPCs only): packets addressed to the VPC
+    router MAC leave with the node router MAC ``node_mac`` as source."""
+    if vpc.l3_mode != "distributed":
+        return frozenset()
+    owner = subnet.owner
+    rmac = vpc.router_mac
+    in_vpc = VPC_ID.eq(vpc.vpc_id)
+    fl = PIPELINE.flow
+    srcs = [SUBNET_ID.eq(i) for i in sources] if sources is not None else [None]
+    route = (DecTtl(), SetField("eth_src", node_mac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
+    flows = []
+    for cidr in subnet.cidrs:
+        proto = ip_proto(cidr)
+        dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
+        for src in srcs:
+            parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
+            flows.append(fl("l3_fwd", P_NORMAL, Match(*parts, dl_dst=rmac, **{dst: cidr}), route, owner=owner))
     return frozenset(flows)
 
 

@@ -1,1 +1,3 @@
+from vpcnet import quiet_eventlet_warning
 
+quiet_eventlet_warning()

@@ -218,7 +218,7 @@ class Fabric:
         ("drop" when dropped)."""
         out = re.sub(r"ct\([^)]*\),?", "", final_action(self.trace(node, flow))) or "drop"
         names = self.odp_ports(node)
-        return re.sub(r"(?<![\w=(])(\d+)(?![\w)])", lambda m: names.get(int(m.group(1)), m.group(1)), out)
+        return re.sub(r"(?<![\w=(:.])(\d+)(?![\w):.])", lambda m: names.get(int(m.group(1)), m.group(1)), out)
 
     def settle(self, timeout: float = 30.0, quiet: float = 0.6) -> None:
         """Wait until every wired pod's port is in its node's flows, no deleted or unwired pod's port

@@ -78,9 +78,25 @@ def test_pods_switch_route_and_stay_isolated_per_vpc(fabric):
     assert re.fullmatch(rf"push_vlan\(vid=\d+,pcp=0\),{up}", out), out
     vlan = int(re.search(r"vid=(\d+)", out).group(1))
     gw = router_mac(fabric, "node-1")
-    # other subnet of the same VPC (payments-a, pod on node-2): routed, MAC rewritten, TTL down, tagged
+    # other subnet of the same VPC (payments-a, pod on node-2): routed, MAC rewritten, TTL down, tagged;
+    # the source MAC is node-1's node router MAC (from its datapath id 1), never the VPC router MAC
+    # that every node shares (the EVPN leaves would see it move between nodes)
     out = where("node-1", ip_packet(a, gw, p["ip"]))
     assert p["mac"] in out and "ttl=63" in out and out.endswith(f",{up}"), out
+    node_mac = inputs.node_router_mac(1)
+    assert node_mac == "02:00:00:00:00:01"
+    # (read from the trace itself: ``where`` names ports, and would rename a MAC's "01" too)
+    raw = final_action(fabric.trace("node-1", ip_packet(a, gw, p["ip"])))
+    assert f"eth(src={node_mac},dst={p['mac']})" in raw and gw not in raw, raw
+    # and node-2 routes back to a with its own MAC (datapath id 2)
+    back = final_action(fabric.trace("node-2", ip_packet(p, gw, a["ip"])))
+    assert f"eth(src={inputs.node_router_mac(2)},dst={a['mac']})" in back and "ttl=63" in back, back
+    # the gateway still answers with the VPC router MAC
+    arp_gw = (f"in_port={a['ofport']},dl_src={a['mac']},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,"
+              f"arp_spa={a['ip']},arp_tpa=10.10.0.1,arp_sha={a['mac']},arp_tha=00:00:00:00:00:00")
+    out = final_action(fabric.trace("node-1", arp_gw))
+    assert f"eth(src={gw},dst={a['mac']})" in out and "arp(" in out, out
+    assert where("node-1", arp_gw).endswith(a["port"])
     # other VPC: no route, dropped (x's address is not even known to finance's router)
     assert where("node-1", ip_packet(a, gw, x["ip"])) == "drop"
     # and x cannot reach a by L2 either: a's MAC is unknown in shop-a, so the frame stays in shop-a's

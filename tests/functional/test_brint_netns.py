@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.functional.brint import VPCS, Fabric
-from vpcnet.flows.inputs import router_mac
+from vpcnet.flows.inputs import node_router_mac, router_mac
 from vpcnet.sim.prometheus import PrivatePrometheus
 
 
@@ -59,6 +59,46 @@ def test_pods_talk_through_controller_flows_only_within_their_vpc(fabric):
     finally:
         server.kill()
         server.wait()
+
+
+_ICMP_LINE = re.compile(r"([0-9a-f:]{17}) > ([0-9a-f:]{17}),.*?vlan (\d+),.*?(\S+) > (\S+): ICMP echo (request|reply)")
+
+
+def _trunk_icmp(fabric, node: str, count: int, action) -> list[tuple[str, str, int, str, str, str]]:
+    """(src MAC, dst MAC, VLAN, src IP, dst IP, request|reply) of the first ``count`` tagged ICMP
+    echo frames on ``node``'s uplink (the trunk) while ``action()`` runs."""
+    cap = subprocess.Popen(["ip", "netns", "exec", fabric.nodes[node].netns, "tcpdump", "-l", "-n", "-e", "-c",
+                            str(count), "-i", fabric.uplink[node], "vlan and icmp"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in (line := cap.stderr.readline()):
+            assert line and time.monotonic() < deadline, "tcpdump did not start"
+        action()
+        out, _ = cap.communicate(timeout=15)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    return [(m[1], m[2], int(m[3]), m[4], m[5], m[6]) for m in map(_ICMP_LINE.search, out.splitlines()) if m]
+
+
+def test_routed_ping_across_nodes_leaves_each_node_with_its_own_mac(fabric):
+    """Routed both ways between two subnets across the trunk: each node routes what its pod sends
+    and puts its node router MAC (from its datapath id) as source, never the VPC router MAC."""
+    a, p = fabric.pods[("trading", "a")], fabric.pods[("payments", "p")]
+    mac1, mac2 = node_router_mac(1), node_router_mac(2)    # node-1, node-2 (datapath ids 1, 2)
+    vpc_mac = _router_mac(fabric, "finance")
+    for src, dst_ip in ((("trading", "a"), p["ip"]), (("payments", "p"), a["ip"])):
+        frames = _trunk_icmp(fabric, "node-2", 4, lambda: fabric.ping(src, dst_ip, count=2))
+        assert len(frames) == 4, frames
+        for smac, dmac, vlan, sip, dip, kind in frames:
+            assert vpc_mac not in (smac, dmac), frames
+            if sip == a["ip"]:       # a (node-1) -> p: routed by node-1
+                assert (smac, dmac, dip) == (mac1, p["mac"], p["ip"]), frames
+            else:                    # p (node-2) -> a: routed by node-2
+                assert (smac, dmac, sip, dip) == (mac2, a["mac"], p["ip"], a["ip"]), frames
+        assert {f[5] for f in frames} == {"request", "reply"}
 
 
 def test_no_controller_flows_no_forwarding(fabric):

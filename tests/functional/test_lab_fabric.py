@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from vpcnet.flows.inputs import node_router_mac, router_mac
 from vpcnet.sim import frr as frrmod
 from vpcnet.sim import lab_net, leafagent
 from vpcnet.sim.lab import Lab
@@ -231,12 +232,60 @@ def test_pods_across_leaves_through_the_controller(lab):
     TIMINGS["first_pod_ping_s"] = time.monotonic() - t0
     routed = lab.exec("trading/a", ["ping", "-c2", "-W1", "-i", "0.2", ip["c"]])
     assert routed.returncode == 0 and "ttl=63" in routed.stdout, routed.stdout   # br-int routed once
+    back = lab.exec("payments/c", ["ping", "-c2", "-W1", "-i", "0.2", ip["a"]])
+    assert back.returncode == 0 and "ttl=63" in back.stdout, back.stdout
+    _routed_macs_stay_put(lab, n1, n2, {n: subnets[n]["vni"] for n in ("trading-a", "payments-a")})
     kubelet = lab.kubelet(n1)
     from vpcnet.sim.kubelet import Sandbox
     kubelet.check(Sandbox.from_dict({k: v for k, v in a.items() if k != "node"}))
     lab.del_pod("trading", "a")
     assert not lab_net.netns_exists(a["netns"])
     assert "trading/a" not in lab.status()["pods"]
+
+
+def _macs_in(data) -> set[str]:
+    """Every MAC that is a key anywhere in an FRR JSON answer."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if isinstance(k, str) and len(k) == 17 and k.count(":") == 5:
+                found.add(k.lower())
+            found |= _macs_in(v)
+    elif isinstance(data, list):
+        for v in data:
+            found |= _macs_in(v)
+    return found
+
+
+def _evpn_macs(lab: Lab, leaf: str, vni: int) -> dict:
+    """MAC -> FRR's entry ("type" local/remote, ...) in a leaf's L2VNI ``vni``."""
+    return lab.frr(leaf).vtysh_json(f"show evpn mac vni {vni} json").get("macs") or {}
+
+
+def _routed_macs_stay_put(lab: Lab, n1, n2, vni: dict[str, int]) -> None:
+    """After routed pings both ways (a on n1 in trading-a <-> c on n2 in payments-a): each node's
+    routed frames carry its own node router MAC, so each leaf learns its node's MAC locally (in
+    the destination subnet's L2VNI) and FRR's MAC mobility never sees a MAC move: no duplicate
+    MAC on either leaf. (With the VPC router MAC as source of every routed frame, that one MAC
+    moved between the leaves on every ping and FRR flagged it duplicate.)"""
+    mac1, mac2 = (node_router_mac(int(n.datapath_id, 16)) for n in (n1, n2))
+    assert mac1 != mac2
+    status, vpc = lab.client().request("GET", "/v1/objects/vpcs/finance")
+    assert status == 200, vpc
+    vpc_mac = router_mac(vpc["status"]["id"])
+    # the source MAC of the routed frames a leaf received from its node: the sender's node MAC
+    want = {(n1.leaf_name, vni["payments-a"], mac1), (n2.leaf_name, vni["trading-a"], mac2)}
+
+    def learned():
+        return all((_evpn_macs(lab, leaf, v).get(mac) or {}).get("type") == "local" for leaf, v, mac in want)
+    lab_net.wait_for("each leaf to learn its node's router MAC from routed frames", learned, timeout=20)
+    for leaf in {n1.leaf_name, n2.leaf_name}:
+        dup = lab.frr(leaf).vtysh_json("show evpn mac vni all duplicate json")
+        assert not _macs_in(dup), (leaf, dup)
+        for v in vni.values():
+            macs = _evpn_macs(lab, leaf, v)
+            assert vpc_mac not in macs, (leaf, v, macs)          # the shared VPC router MAC never leaves a node
+            assert not any(e.get("isDuplicate") for e in macs.values() if isinstance(e, dict)), (leaf, v, macs)
 
 
 def _lab_processes(lab: Lab) -> list[str]:

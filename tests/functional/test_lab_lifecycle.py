@@ -1,6 +1,6 @@
 """Lab lifecycle edge cases: a failing `up` tears itself down; `down` without a state file (a
 crashed `up`) still removes everything by naming scheme and run-dir pidfiles; `up` refuses a lab
-that exists; the vtep leaf kind is refused cleanly. Needs root."""
+that exists. Needs root."""
 from __future__ import annotations
 
 import os
@@ -62,10 +62,3 @@ def test_down_without_state_file(tmp_path, monkeypatch):
     assert fresh.down() == []
     assert_nothing_left(fresh)
     assert fresh.down() == []
-
-
-def test_vtep_leaf_kind_is_not_implemented_yet(tmp_path):
-    lab = Lab("vt", tmp_path / "run", leaf_kind="vtep")
-    with pytest.raises(NotImplementedError, match="vtep"):
-        lab.up()
-    assert not (tmp_path / "run").exists()

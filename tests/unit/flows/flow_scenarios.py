@@ -14,6 +14,9 @@
                       db 10.0.2.0/24 + fd00:2::/64 vlan 200, private, allows web
   vpc retail  (id 8): shop 10.0.1.0/24 vlan 110 (overlaps finance/web) | cart 10.8.0.0/24 vlan 120
   vpc lab     (id 9, l3_mode none): lab-a 10.9.1.0/24 vlan 901 | lab-b 10.9.2.0/24 vlan 902
+
+  node-1 has datapath id 1 (node router MAC 02:00:00:00:00:01), node-2 datapath id 2
+  (02:00:00:00:00:02): the source MAC of the packets each routes.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ UPLINK = 1
 ROUTER_FINANCE = "0e:76:70:ff:00:07"
 ROUTER_RETAIL = "0e:76:70:ff:00:08"
 ROUTER_LAB = "0e:76:70:ff:00:09"
+NODE_MAC = {"node-1": "02:00:00:00:00:01", "node-2": "02:00:00:00:00:02"}   # node router MACs (dpid 1, 2)
 
 
 def mac(n: int) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flow_invariants import compile_checked, all_flows
-from flow_scenarios import POD, ROUTER_FINANCE, ROUTER_LAB, ROUTER_RETAIL, UPLINK, mac, two_vpcs
+from flow_scenarios import NODE_MAC, POD, ROUTER_FINANCE, ROUTER_LAB, ROUTER_RETAIL, UPLINK, mac, two_vpcs
 from walker import Walker, arp_request, ip_packet, neighbour_solicitation, reply_of
 
 A, B, C, X, R, D, E, P = (POD[n] for n in "abcxrdep")
@@ -125,7 +125,8 @@ def test_other_subnet_same_vpc_routed_with_mac_rewrite_and_ttl(walkers):
     res = walkers["node-1"].trace(ping(A, ROUTER_FINANCE, C.ips[0]))
     assert res.ports == [C.ofport]
     out = res.to(C.ofport)
-    assert (out["dl_src"], out["dl_dst"], out["nw_ttl"]) == (ROUTER_FINANCE, C.mac, 63)
+    # routed: the source is node-1's node router MAC, not the VPC router MAC
+    assert (out["dl_src"], out["dl_dst"], out["nw_ttl"]) == (NODE_MAC["node-1"], C.mac, 63)
     assert out["nw_src"] == A.ips[0] and out["nw_dst"] == C.ips[0]
 
 
@@ -136,6 +137,27 @@ def test_routed_to_remote_pod_tagged_with_destination_subnet_vlan(walkers):
     assert wire["vlans"] == [200] and wire["dl_dst"] == D.mac and wire["nw_ttl"] == 63
     wire["in_port"] = UPLINK
     assert walkers["node-2"].trace(wire).ports == [D.ofport]
+
+
+def test_routed_packets_leave_each_node_with_its_own_node_router_mac(walkers):
+    # what the leaves learn: node-1's MAC behind node-1, node-2's behind node-2, never one MAC
+    # (the VPC router MAC) behind both
+    there = walkers["node-1"].trace(ping(A, ROUTER_FINANCE, D.ips[0])).to(UPLINK)
+    assert there["dl_src"] == NODE_MAC["node-1"] != ROUTER_FINANCE
+    there["in_port"] = UPLINK
+    at_d = walkers["node-2"].trace(there).to(D.ofport)
+    assert (at_d["dl_src"], at_d["dl_dst"]) == (NODE_MAC["node-1"], D.mac)
+    # d answers through its gateway (the VPC router MAC it resolved by ARP), routed by node-2
+    back = walkers["node-2"].trace(ping(D, ROUTER_FINANCE, A.ips[0], icmp_type=0)).to(UPLINK)
+    assert back["vlans"] == [100] and back["dl_dst"] == A.mac
+    assert back["dl_src"] == NODE_MAC["node-2"] != NODE_MAC["node-1"]
+    back["in_port"] = UPLINK
+    assert walkers["node-1"].trace(back).to(A.ofport)["dl_src"] == NODE_MAC["node-2"]
+    # d's gateway is still the VPC router MAC on node-2: ARP and ping answered with it
+    arp = walkers["node-2"].trace(arp_request(D.ofport, D.mac, D.ips[0], "10.0.2.1")).to(D.ofport)
+    assert (arp["arp_op"], arp["arp_sha"], arp["dl_src"]) == (2, ROUTER_FINANCE, ROUTER_FINANCE)
+    echo = walkers["node-2"].trace(ping(D, ROUTER_FINANCE, "10.0.2.1")).to(D.ofport)
+    assert (echo["dl_src"], echo["icmp_type"]) == (ROUTER_FINANCE, 0)
 
 
 def test_private_subnet_rejects_subnets_not_allowed(walkers):

@@ -151,3 +151,42 @@ def test_compile_owner_unknown_things_are_empty():
     assert compile_owner(c, "node-1", "svc/ns/x/80") == frozenset()
     with pytest.raises(KeyError):
         compile_node(c, "node-9")
+
+
+def _routed_src(cluster: ClusterIn, node: str, flows: dict | None = None) -> str:
+    """The source MAC of a web -> app packet routed on ``node`` (a local finance/a-like pod)."""
+    src = next(p for p in cluster.pods if p.subnet == "web" and p.node == node and cluster.is_active(p))
+    w = Walker(all_flows(flows if flows is not None else compile_node(cluster, node)))
+    res = w.trace(ip_packet(src.ofport, src.mac, router_mac(7), src.ips[0], "10.0.3.8"))
+    return res.to(res.ports[0])["dl_src"]
+
+
+def test_datapath_id_change_recomputes_the_routes_of_that_node_only():
+    c0 = two_vpcs()
+    c1 = c0.with_node(NodeIn("node-1", 0x5254_00AB_CDEF, 1))
+    affected = step(c0, c1, "node/node-1")
+    assert set(affected) == {"node-1"}
+    assert {"subnet/web", "subnet/app", "subnet/db"} <= affected["node-1"]
+    got = apply_change(full(c0), Change(c0, c1, "node/node-1"))
+    assert _routed_src(c1, "node-1", got["node-1"]) == "52:54:00:ab:cd:ef"
+    assert _routed_src(c0, "node-1") == "02:00:00:00:00:01"
+    assert got["node-2"] == full(c0)["node-2"]
+    # owners recompiled one by one (compile_owner) after the change see the new MAC too
+    assert compile_owner(c1, "node-1", "subnet/app") != compile_owner(c0, "node-1", "subnet/app")
+    assert compile_owner(c1, "node-2", "subnet/app") == compile_owner(c0, "node-2", "subnet/app")
+
+
+def test_static_subnet_cache_keeps_routes_per_node():
+    # same subnet, same uplink port, two nodes: the cached static flows differ by node router MAC
+    from vpcnet.flows.compile import clear_caches
+    clear_caches()
+    c = two_vpcs()
+    web1, web2 = compile_owner(c, "node-1", "subnet/web"), compile_owner(c, "node-2", "subnet/web")
+    routes = lambda fs: {f for f in fs if f.table == "l3_fwd" and f.priority == 200}  # noqa: E731
+    r1, r2 = routes(web1), routes(web2)
+    assert r1 and r2 and r1 != r2
+    assert {"02:00:00:00:00:01"} == {a.value for f in r1 for a in f.actions if getattr(a, "field", "") == "eth_src"}
+    assert {"02:00:00:00:00:02"} == {a.value for f in r2 for a in f.actions if getattr(a, "field", "") == "eth_src"}
+    # everything but the routes and the flood flow is shared between the nodes (one Flow object)
+    same = (web1 - r1) & (web2 - r2)
+    assert same and all(any(g is f for g in web2) for f in same)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from flow_scenarios import NODES, PODS, SUBNETS, VPCS
-from vpcnet.flows.inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, router_mac
+from vpcnet.flows.inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, node_router_mac, router_mac
 
 
 def test_router_mac_is_derived_from_vpc_id():
@@ -80,3 +80,61 @@ def test_lookups():
     # an active pod on an unknown node is ignored rather than rejected
     c2 = ClusterIn(VPCS, SUBNETS, PODS + (_pod(node="node-9"),), NODES)
     assert not c2.is_active(c2.pod("finance", "z"))
+
+
+# --- node router MAC ------------------------------------------------------------------------
+def test_node_router_mac_is_the_locally_administered_unicast_form_of_the_dpid():
+    assert node_router_mac(1) == NodeIn("n", 1, 1).router_mac == "02:00:00:00:00:01"
+    assert node_router_mac(0x20001) == "02:00:00:02:00:01"                 # the lab's leaf 2, node 1
+    assert node_router_mac(0x0000_5254_00ab_cdef) == "52:54:00:ab:cd:ef"   # already LA unicast
+    assert node_router_mac(0xFFFF_0123_4567_89AB) == "02:23:45:67:89:ab"   # high 16 bits dropped,
+    assert node_router_mac(0x0000_FFFF_FFFF_FFFF) == "fe:ff:ff:ff:ff:ff"   # I/G cleared, U/L set
+    assert node_router_mac(0) == "02:00:00:00:00:00"
+
+
+def test_node_router_mac_never_in_vpcnet_block():
+    # vpcnet's pod MACs (0e:76:70 + low 24 bits) and router MACs (0e:76:70:ff:HH:LL)
+    for dpid in (0x0E7670_000005, 0x0E7670_FF0007, 0x0C7670_123456, 0x0F7670_FFFFFF):
+        mac = node_router_mac(dpid)
+        assert not mac.startswith("0e:76:70:"), mac
+        assert mac[:9] == "2e:76:70:" and int(mac[:2], 16) & 0x03 == 0x02
+    with pytest.raises(InputError, match="datapath_id"):
+        node_router_mac(-1)
+
+
+def test_node_router_mac_not_a_field():
+    n = NodeIn("n", 7, 2)
+    assert n == NodeIn("n", 7, 2) and hash(n) == hash(NodeIn("n", 7, 2))
+    assert n != NodeIn("n", 8, 2)
+    import pickle
+    assert pickle.loads(pickle.dumps(n)).router_mac == n.router_mac
+
+
+@pytest.mark.parametrize("other_dpid", [
+    0x0001_0000_0000_0001,          # differs only in the high 16 bits
+    0x0300_0000_0001,               # differs only in the first octet's U/L and I/G bits
+])
+def test_nodes_with_colliding_node_router_macs_refused_naming_both(other_dpid):
+    nodes = NODES + (NodeIn("node-3", other_dpid, 1),)   # node-1 has datapath id 1
+    with pytest.raises(InputError, match=r"node node-1: .*02:00:00:00:00:01.* node node-3") as err:
+        ClusterIn(VPCS, SUBNETS, PODS, nodes)
+    assert "datapath-id" in str(err.value)
+    c = ClusterIn(VPCS, SUBNETS, PODS, NODES)
+    with pytest.raises(InputError, match=r"node node-1: .* node node-3"):
+        c.with_node(NodeIn("node-3", other_dpid, 1))
+    with pytest.raises(InputError, match=r"node node-1: .* node node-2"):
+        c.with_node(NodeIn("node-2", other_dpid, 1))         # replacing node-2 with node-1's MAC
+    # the remapped reserved block collides with the natural 2e:76:70 one
+    with pytest.raises(InputError, match="node a: .* node b"):
+        ClusterIn(nodes=(NodeIn("b", 0x0E7670_000001, 1), NodeIn("a", 0x2E7670_000001, 1)))
+
+
+def test_node_router_macs_follow_with_and_without_node():
+    c = ClusterIn(VPCS, SUBNETS, PODS, NODES)
+    c1 = c.with_node(NodeIn("node-1", 0x77, 1))               # node-1's dpid changed: its old MAC is free
+    c2 = c1.with_node(NodeIn("node-3", 1, 1))                 # ... and can be reused
+    assert c2 == ClusterIn(VPCS, SUBNETS, PODS, (NodeIn("node-1", 0x77, 1), NODES[1], NodeIn("node-3", 1, 1)))
+    with pytest.raises(InputError, match="node node-2: .* node node-3"):
+        c2.with_node(NodeIn("node-3", 2, 1))
+    c3 = c2.without_node("node-2")
+    assert c3.with_node(NodeIn("node-3", 2, 1)).node("node-3").router_mac == "02:00:00:00:00:02"
