@@ -43,6 +43,7 @@ from ovsdbapp.schema.hardware_vtep import commands as hw_commands
 from ovsdbapp.schema.hardware_vtep import impl_idl
 
 from vpcnet.fabric.inputs import Ownership
+from vpcnet.ovsdb.connection import OwnConnection
 from vpcnet.fabric.vtep import (
     ENCAPSULATION, LogicalSwitch, RemoteMac, RemoteMcast, VlanBinding, VtepState,
 )
@@ -449,17 +450,8 @@ class _LocalMacsCommand(cmd.ReadOnlyCommand):
 # --------------------------------------------------------------------------------------------
 # the API object and the driver
 
-class HwVtepApi(impl_idl.HwVtepApiIdlImpl):
+class HwVtepApi(OwnConnection, impl_idl.HwVtepApiIdlImpl):
     """ovsdbapp's hardware_vtep API + vpcnet's commands, on a connection of its own."""
-
-    ovsdb_connection = None  # per instance (ovsdbapp keeps one per class otherwise)
-
-    def __init__(self, connection):
-        super().__init__(connection, start=False)
-        self.start_connection(connection)
-
-    def stop(self) -> None:
-        self.ovsdb_connection.stop(timeout=5)
 
     def ensure_locator(self, dst_ip: str) -> EnsureLocatorCommand:
         return EnsureLocatorCommand(self, dst_ip)

@@ -11,18 +11,13 @@ from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from ovsdbapp.backend.ovs_idl import idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from vpcnet.ovsdb.connection import OwnConnection
+
 ROUND_KEY = "vpcnet-round"
 
 
-class VswitchApi(impl_idl.OvsdbIdl):
-    ovsdb_connection = None  # per instance (ovsdbapp keeps one per class otherwise)
-
-    def __init__(self, connection):
-        super().__init__(connection, start=False)
-        self.start_connection(connection)
-
-    def stop(self) -> None:
-        self.ovsdb_connection.stop(timeout=5)
+class VswitchApi(OwnConnection, impl_idl.OvsdbIdl):
+    """ovsdbapp's Open_vSwitch API on a connection of its own."""
 
 
 def connect(remote: str, timeout: float = 10.0, tables=("Open_vSwitch", "Bridge")) -> VswitchApi:

@@ -14,6 +14,7 @@ line names the lab's path or pathspace. Nothing is ever looked up by process nam
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -133,6 +134,10 @@ def teardown(lab) -> list[str]:
     names = set(t.all_netns()) | {h["netns"] for h in lab.state.get("hosts", {}).values()} \
         | {p["netns"] for p in lab.state.get("pods", {}).values()}
     names |= {ns for ns in net.list_netns() if t.owns_netns(ns)}
+    strays = _stray_procs(lab, names)
+    if strays:
+        log(f"lab {lab.name}: {len(strays)} process(es) no record named, found by namespace or run dir")
+        problems += net.stop_procs(strays, timeout=10)
     for ns in sorted(names):
         if net.netns_exists(ns):
             net.delete_netns(ns)
@@ -159,6 +164,43 @@ def teardown(lab) -> list[str]:
     log(f"lab {lab.name}: down in {time.monotonic() - t0:.2f} s")
     lab.state = lab._fresh_state()
     return problems
+
+
+def _stray_procs(lab, namespaces) -> list[dict]:
+    """Lab processes no record names: the run directory can vanish under a running lab (pytest
+    prunes old temporary directories; someone deletes /run/vpcnet-lab/NAME), taking the state
+    file and pidfiles along. What is left is still the lab's by construction: any process inside
+    one of the lab's namespaces, and any process whose command line names the lab's private run
+    directory (controller, node daemons, OVS, FRR and NETCONF daemons all do)."""
+    pids: set[int] = set()
+    for ns in namespaces:
+        if net.netns_exists(ns):
+            out = net.run("ip", "netns", "pids", ns, check=False)
+            pids |= {int(x) for x in out.split() if x.isdigit()}
+    run = str(lab.run_dir)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(a == run or f"{run}/" in a or a.endswith(f"={run}") for a in args):
+            pids.add(int(entry))
+    pids -= _ancestors()      # never this `lab down`, nor the shell or `timeout` that runs it
+    return [net.pid_record(pid) for pid in sorted(pids) if net.proc_alive(net.pid_record(pid))]
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents up to init."""
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
 
 
 def _routes_with_metric(metric: int) -> list[tuple[str, int]]:

@@ -62,3 +62,17 @@ def test_down_without_state_file(tmp_path, monkeypatch):
     assert fresh.down() == []
     assert_nothing_left(fresh)
     assert fresh.down() == []
+
+
+def test_down_after_the_run_dir_vanished(tmp_path):
+    """pytest prunes old temporary directories, and people delete /run/vpcnet-lab/NAME: the state
+    file and every pidfile go with it while the lab runs. `down` still finds the lab's processes
+    (inside its namespaces, or naming its run directory) and leaves nothing behind."""
+    import shutil
+    name = f"g{os.getpid() % 100000}"
+    lab = Lab(name, tmp_path / "run", leaves=1, nodes_per_leaf=1)
+    lab.up()
+    shutil.rmtree(lab.run_dir)
+    assert _lab_processes(lab)                      # the lab runs on without its records
+    assert Lab(name, tmp_path / "run", leaves=1, nodes_per_leaf=1).down() == []
+    assert_nothing_left(lab)
