@@ -15,9 +15,10 @@ No sockets, no clocks, no os-ken: standard library + netaddr only.
 * ``policy``   SecurityGroup + NetworkPolicy flows (owner "policy/<vpc>"; design note inside)
 """
 from .compile import Change, compile_node, compile_owner, owners_affected, owners_on_node
-from .inputs import (
-    ClusterIn, InputError, IpBlockIn, NamespaceIn, NetworkPolicyIn, NodeIn, NpPeerIn, NpPortIn, NpRuleIn, PodIn,
-    SecurityGroupIn, SelectorIn, SgRuleIn, SubnetIn, VpcIn, node_router_mac, router_mac,
+from .inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, node_router_mac, router_mac
+from .policy_inputs import (
+    IpBlockIn, NamespaceIn, NetworkPolicyIn, NpPeerIn, NpPortIn, NpRuleIn, SecurityGroupIn, SelectorIn,
+    SgRuleIn,
 )
 from .model import Flow, FlowError, Group, Match, Meter
 from .pipeline import PIPELINE

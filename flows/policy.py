@@ -85,7 +85,8 @@ from .fields import (
     CT_LABEL_EGRESS_RULE, CT_LABEL_RULE, CT_MARK_POLICY, CT_POLICY_REVOKED, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, TARGET_OFPORT, VPC_ID, vpc_ct_zone,
 )
-from .inputs import ClusterIn, NetworkPolicyIn, NpRuleIn, PodIn, SecurityGroupIn
+from .inputs import ClusterIn, PodIn
+from .policy_inputs import NetworkPolicyIn, NpRuleIn, SecurityGroupIn
 from .model import (
     DROP, ICMP, ICMP6, IP, IPV6, SCTP, SCTP6, TCP, TCP6, UDP, UDP6, Conjunction, Ct, Flow, Goto, Load,
     Match, Move,

@@ -19,9 +19,10 @@ from flow_scenarios import mac
 from policy_model import allowed
 from vpcnet.flows import policy
 from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected
-from vpcnet.flows.inputs import (
-    ClusterIn, InputError, IpBlockIn, NamespaceIn, NetworkPolicyIn, NodeIn, NpPeerIn, NpPortIn, NpRuleIn,
-    PodIn, SecurityGroupIn, SelectorIn, SgRuleIn, SubnetIn, VpcIn,
+from vpcnet.flows.inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn
+from vpcnet.flows.policy_inputs import (
+    IpBlockIn, NamespaceIn, NetworkPolicyIn, NpPeerIn, NpPortIn, NpRuleIn, SecurityGroupIn, SelectorIn,
+    SgRuleIn,
 )
 from walker import Conntrack, Walker, ip_packet, reply_of
 
