@@ -19,12 +19,24 @@ from functools import lru_cache
 
 from .fields import OUTPUT_TO_TARGET, TARGET_OFPORT
 from .inputs import ROUTER_MAC_PREFIX, NodeIn
-from .model import DROP, ICMP6, ND_NA, ND_NS, Flow, Goto, Match, Output
+from .model import DROP, ICMP, ICMP6, ND_NA, ND_NS, UDP, UDP6, Flow, Goto, Match, Output
 from .pipeline import PIPELINE
 
 P_LOW = 100
 P_NORMAL = 200
 P_HIGH = 300
+P_SERVER_ROLE = 1000   # port_sec: above every per-pod allow
+
+# What a pod may not send whatever its addresses (port_sec, before the per-pod allows): the
+# answers of network infrastructure, which a rogue pod could use to take over its neighbours'
+# traffic. (match, why) -- the why is for people reading `vpcnet flows`.
+SERVER_ROLE_DROPS = (
+    (Match(UDP, tp_src=67, tp_dst=68), "DHCPv4 server -> client (offer/ack)"),
+    (Match(UDP6, tp_src=547, tp_dst=546), "DHCPv6 server/relay -> client (advertise/reply)"),
+    (Match(ICMP6, icmp_type=134), "ICMPv6 router advertisement"),
+    (Match(ICMP6, icmp_type=137), "ICMPv6 redirect"),
+    (Match(ICMP, icmp_type=5), "ICMP redirect"),
+)
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +46,7 @@ def base_flows() -> frozenset[Flow]:
     flows = [PIPELINE.miss_flow(name, owner) for name in PIPELINE.names()]
     flows += [
         fl("classifier", P_LOW, Match(in_port="LOCAL"), DROP, owner=owner),
+        *(fl("port_sec", P_SERVER_ROLE, m, DROP, owner=owner) for m, _ in SERVER_ROLE_DROPS),
         *(fl("ct_zone", P_HIGH, Match(ICMP6, icmp_type=t), (Goto("ct_state"),), owner=owner)
           for t in (ND_NS, ND_NA)),
         fl("ct_state", P_NORMAL, Match(ct_state="+inv+trk"), DROP, owner=owner),

@@ -76,8 +76,9 @@ TABLES: tuple[Table, ...] = (
        "Pod port, uplink (per subnet VLAN) or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
     _t("port_sec", Stage.VALIDATE, ("ct_zone",), "drop",
        {"in_port", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src", "arp_spa", "arp_sha",
-        "icmp_type", "nd_target"},
-       "Anti-spoofing: a pod sends only its own MAC and IPs; ARP only for its own IP."),
+        "icmp_type", "nd_target", "tp_src", "tp_dst"},
+       "Anti-spoofing: a pod sends only its own MAC and IPs; ARP only for its own IP; never DHCP "
+       "server answers, router advertisements or redirects."),
     _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",
        {"dl_type", "nw_proto", "icmp_type", "reg1"},
        "Send IP traffic through conntrack in the VPC's zone; ARP/ND bypass."),
