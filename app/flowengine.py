@@ -38,12 +38,19 @@ from vpcnet.ovsdb.state import idl as state_idl
 from vpcnet.ovsdb.state.impl_idl import StateApi
 
 LOG = logging.getLogger(__name__)
-WATCHED_TABLES = ("Vpc", "Subnet", "Pod", "Node")
+NETWORK_TABLES = ("Vpc", "Subnet", "Pod", "Node")
+POLICY_TABLES = ("Namespace", "SecurityGroup", "NetworkPolicy")
+WATCHED_TABLES = NETWORK_TABLES + POLICY_TABLES
+POLICY_CHANGED = "policy/objects"     # the owner changed_owners reports for any policy object change
 
 
 def changed_owners(before: ClusterIn, after: ClusterIn) -> list[str]:
-    """Owners ("vpc/V", "subnet/S", "node/N", "pod/NS/P") whose input differs between two states."""
+    """Owners ("vpc/V", "subnet/S", "node/N", "pod/NS/P", and POLICY_CHANGED for a Namespace,
+    SecurityGroup or NetworkPolicy) whose input differs between two states."""
     out = []
+    if (before.namespaces, before.security_groups, before.network_policies) != (
+            after.namespaces, after.security_groups, after.network_policies):
+        out.append(POLICY_CHANGED)
     for kind, items in (("vpc", lambda c: {v.name: v for v in c.vpcs}),
                         ("subnet", lambda c: {s.name: s for s in c.subnets}),
                         ("node", lambda c: {n.name: n for n in c.nodes}),
@@ -108,6 +115,7 @@ class FlowEngine:
         self.api.idl.listeners.append(self._row_changed)
         # What changed since the last pass (see topology.update); _full: read every row instead.
         self._full = True
+        self._policy_dirty = False
         self._ports_dirty: set[tuple[int, str]] = set()
         self._rows_seen: dict[str, object] = {}   # table -> its IDL row dict at the last build
         self._dpid_of: tuple[object, dict[str, int]] = (None, {})
@@ -151,7 +159,10 @@ class FlowEngine:
 
     def _row_changed(self, table: str, event: str) -> None:
         if table in WATCHED_TABLES:
-            if table != "Pod":
+            if table in POLICY_TABLES:
+                with self.lock:
+                    self._policy_dirty = True   # re-read the policy objects only
+            elif table != "Pod":
                 with self.lock:
                     self._full = True   # Vpc, Subnet, Node: rare; read everything again
             self.kick()
@@ -282,19 +293,30 @@ class FlowEngine:
         datapaths = topology.node_datapaths(rows["Node"])
         with self.lock:
             ports = {datapaths[d]: dict(p) for d, p in self.ports.items() if d in datapaths}
-        return topology.build(rows["Vpc"], rows["Subnet"], rows["Pod"], rows["Node"], ports)
+        return topology.build(rows["Vpc"], rows["Subnet"], rows["Pod"], rows["Node"], ports,
+                              self._security())
+
+    def _security(self) -> topology.Security:
+        return topology.security(*(self.api.list_objects(t).execute(check_error=True) for t in POLICY_TABLES))
 
     def _next_topology(self) -> topology.Topology:
         """The compiler input after what changed since the last pass: derived from the last one
         when only pods changed (``topology.update``), else built from every row."""
         with self.lock:
             full, self._full = self._full, False
+            policy_dirty, self._policy_dirty = self._policy_dirty, False
             ports_dirty, self._ports_dirty = self._ports_dirty, set()
         pods_dirty = self.api.idl.take_pod_changes()
         topo = self.topology
         tables = self.api.idl.tables
         if full or topo is None or any(tables[t].rows is not rows for t, rows in self._rows_seen.items()):
             return self.build_topology()
+        if policy_dirty:
+            # Only policy objects changed: swap them in, share the rest. Together with pod or
+            # port changes (rare in one pass), read everything.
+            if pods_dirty or ports_dirty:
+                return self.build_topology()
+            return topology.with_security(topo, self._security())
         if not pods_dirty and not ports_dirty:
             return topo
         node_ids, dpid_of = self._dpid_of
@@ -332,6 +354,8 @@ class FlowEngine:
             affected = None
         elif topo.cluster is before:
             affected = {}
+        elif topo.changed_policy:
+            affected = changed_owners_by_node(before, topo.cluster, [POLICY_CHANGED])
         elif topo.changed_pods is not None:
             affected = changed_owners_by_node(before, topo.cluster,
                                               [f"pod/{ns}/{name}" for ns, name in sorted(topo.changed_pods)])

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 import netaddr
 
 from vpcnet.app.ipam.plan import SubnetPlan
-from vpcnet.flows import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn, node_router_mac
+from vpcnet.app.intent.workload import ANN_SECURITY_GROUPS
+from vpcnet.flows import (
+    ClusterIn, InputError, NamespaceIn, NetworkPolicyIn, NodeIn, PodIn, SecurityGroupIn, SubnetIn, VpcIn,
+    node_router_mac,
+)
 
 PORT_PREFIX = "vp"
 
@@ -55,6 +59,8 @@ class Topology:
     # Set by ``update``: the pods whose compiler input differs from the value it started from
     # (None after ``build``: compare everything).
     changed_pods: frozenset | None = field(default=None, compare=False, repr=False)
+    # Set by ``with_security``: the policy objects changed (and nothing else).
+    changed_policy: bool = field(default=False, compare=False, repr=False)
 
 
 class _Pods:
@@ -64,7 +70,9 @@ class _Pods:
 
     Owned by one Topology value at a time: ``update`` moves it to the value it returns."""
 
-    def __init__(self, base_problems: list[str]):
+    def __init__(self, base_problems: list[str], network_problems: list[str] | None = None):
+        # base_problems = network_problems (rows other than pods) + the policy objects' problems
+        self.network_problems = list(base_problems) if network_problems is None else network_problems
         self.by_port: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.problems: dict[tuple[str, str], tuple[tuple, str, bool]] = {}
         self.clashes = 0
@@ -98,6 +106,72 @@ class _Pods:
         return self.base_problems + [text for _, text, _ in sorted(self.problems.values())]
 
 
+@dataclass(frozen=True)
+class Security:
+    """The policy objects as compiler input (for ``ClusterIn.with_security``) and their problems."""
+    namespaces: tuple = ()
+    security_groups: tuple = ()
+    network_policies: tuple = ()
+    problems: tuple = ()
+
+
+def security(ns_rows=(), sg_rows=(), np_rows=()) -> Security:
+    """Namespace, SecurityGroup and NetworkPolicy rows -> compiler input. A row that cannot be
+    converted is left out with a problem, so one bad object never takes the others down. (The
+    intent validator refuses such specs before they reach the database; a NetworkPolicy left
+    out opens what it would have isolated, so the problem is logged and counted.)"""
+    problems: list[str] = []
+    namespaces, groups, policies = [], [], []
+    for row in sorted(ns_rows, key=lambda r: r.name):
+        try:
+            namespaces.append(NamespaceIn(row.name, dict(row.labels)))
+        except InputError as exc:
+            problems.append(f"Namespace/{row.name}: {exc}")
+    for row in sorted(sg_rows, key=lambda r: r.name):
+        try:
+            groups.append(SecurityGroupIn.from_spec(row.name, _json(row.spec)))
+        except (InputError, KeyError, TypeError, ValueError) as exc:
+            problems.append(f"SecurityGroup/{row.name}: {exc}")
+    for row in sorted(np_rows, key=lambda r: (r.namespace, r.name)):
+        try:
+            policies.append(NetworkPolicyIn.from_spec(row.namespace, row.name, _json(row.spec)))
+        except (InputError, KeyError, TypeError, ValueError) as exc:
+            problems.append(f"NetworkPolicy/{row.namespace}/{row.name}: {exc}")
+    return Security(tuple(namespaces), tuple(groups), tuple(policies), tuple(problems))
+
+
+def with_security(topo: Topology, sec: Security) -> Topology:
+    """``topo`` with other policy objects (a Namespace, SecurityGroup or NetworkPolicy changed):
+    network values and the pod index are shared, no other row is read again. The state behind
+    ``topo`` moves to the returned value, as with ``update``."""
+    index = topo.pods_index
+    if index is None or index.owner is not topo:
+        raise ValueError("with_security needs the latest topology value")
+    cluster = topo.cluster.with_security(namespaces=sec.namespaces, security_groups=sec.security_groups,
+                                         network_policies=sec.network_policies)
+    index.base_problems = index.network_problems + list(sec.problems)
+    new = Topology(cluster, index.problem_list(), topo.node_by_dpid, topo.node_specs, index)
+    new.changed_pods = frozenset()
+    new.changed_policy = True
+    index.owner = new
+    return new
+
+
+def _named_ports(spec: dict) -> tuple:
+    """(name, protocol, port) of every named container port (NetworkPolicy resolves them)."""
+    out: dict = {}
+    for c in spec.get("containers") or ():
+        for p in c.get("ports") or ():
+            if p.get("name"):
+                out.setdefault((p["name"], p.get("protocol", "TCP")), p["containerPort"])
+    return tuple((n, proto, port) for (n, proto), port in sorted(out.items()))
+
+
+def _security_groups(annotations) -> tuple:
+    text = dict(annotations).get(ANN_SECURITY_GROUPS, "")
+    return tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
+
+
 def node_datapaths(node_rows) -> dict[int, str]:
     """datapath id -> node name (first node wins a duplicate; build() reports it)."""
     out: dict[int, str] = {}
@@ -122,8 +196,9 @@ def _allowed_subnets(spec: dict, name: str, vpc: str, plans: dict[str, tuple[str
 
 
 def build(vpc_rows, subnet_rows, pod_rows, node_rows,
-          ports: dict[str, dict[str, int]]) -> Topology:
-    """``ports``: node name -> {port name: ofport} for every connected bridge."""
+          ports: dict[str, dict[str, int]], sec: Security = Security()) -> Topology:
+    """``ports``: node name -> {port name: ofport} for every connected bridge; ``sec``: the
+    policy objects (``security()``)."""
     problems: list[str] = []
     vpcs: dict[str, VpcIn] = {}
     for row in vpc_rows:
@@ -196,7 +271,7 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         except InputError as exc:
             problems.append(f"Node/{row.name}: {exc}")
 
-    index = _Pods(list(problems))
+    index = _Pods(problems + list(sec.problems), list(problems))
     pods: list[PodIn] = []
     seen: dict[tuple, tuple[str, str]] = {}
     for row in sorted(pod_rows, key=lambda r: (r.created_ms, r.namespace, r.name)):
@@ -218,7 +293,8 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         index.wire(pod.key, (pod.node, pod.port_name), True)
         pods.append(pod)
 
-    cluster = ClusterIn(tuple(vpcs.values()), tuple(subnets.values()), tuple(pods), tuple(nodes.values()))
+    cluster = ClusterIn(tuple(vpcs.values()), tuple(subnets.values()), tuple(pods), tuple(nodes.values()),
+                        sec.namespaces, sec.security_groups, sec.network_policies)
     topo = Topology(cluster, index.problem_list(), node_by_dpid, node_specs, index)
     index.owner = topo
     return topo
@@ -244,8 +320,9 @@ def _pod_of_row(row, subnet_of, ofport_of) -> tuple[PodIn | None, tuple | None]:
     port = status.get("port") or pod_port_name(row.namespace, row.name)
     try:
         pod = PodIn(row.namespace, row.name, subnet.vpc, subnet.name, tuple(ips), status["mac"],
-                    node, ofport_of(node, port), port)
-    except InputError as exc:
+                    node, ofport_of(node, port), port, dict(row.labels), _named_ports(_json(row.spec)),
+                    _security_groups(row.annotations))
+    except (InputError, KeyError, TypeError, ValueError) as exc:
         return None, (order, f"Pod/{row.namespace}/{row.name}: {exc}", False)
     return pod, (order, None, False)
 

@@ -24,12 +24,34 @@ def node_row(name, dpid, uplink="up1"):
     return SimpleNamespace(name=name, spec=json.dumps({"datapathId": f"{dpid:016x}", "uplinkPort": uplink}))
 
 
-def pod_row(ns, name, created, subnet=None, ip=None, mac=None, node="", port=""):
+def pod_row(ns, name, created, subnet=None, ip=None, mac=None, node="", port="", labels=None, groups=""):
     status = {}
     if ip is not None:
         status = {"ips": [ip], "mac": mac, "subnet": subnet, "node": node, "port": port}
+    spec = {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                                                   {"containerPort": 9090, "protocol": "TCP"}]}]}
     return SimpleNamespace(namespace=ns, name=name, created_ms=created, node=node,
-                           status=json.dumps(status) if status else "")
+                           status=json.dumps(status) if status else "", labels=labels or {},
+                           annotations={"vpcnet.io/security_groups": groups} if groups else {},
+                           spec=json.dumps(spec))
+
+
+def ns_row(name, labels):
+    return SimpleNamespace(name=name, labels=labels)
+
+
+def sg_row(name, namespaces, port):
+    spec = {"allowSameGroup": True, "namespaces": namespaces,
+            "rules": [{"id": "0", "direction": "ingress", "protocol": "tcp", "ports": [[port, port]],
+                       "action": "deny", "priority": 10}]}
+    return SimpleNamespace(name=name, spec=json.dumps(spec))
+
+
+def np_row(ns, name, app):
+    spec = {"podSelector": {"matchLabels": {"app": app}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"tier": "front"}}}],
+                         "ports": [{"protocol": "TCP", "port": "http"}]}], "egress": []}
+    return SimpleNamespace(namespace=ns, name=name, spec=json.dumps(spec))
 
 
 VPCS = [vpc_row("finance", 1, 50000), vpc_row("retail", 2, 50001)]
@@ -50,15 +72,25 @@ class World:
         self.next_ofport = 1
         self.dirty_pods: set = set()
         self.dirty_ports: set = set()
+        self.policy = {"ns": {}, "sg": {}, "np": {}}
+        self.dirty_policy = False
+
+    def security(self):
+        return topology.security(*(list(self.policy[k].values()) for k in ("ns", "sg", "np")))
 
     def build(self):
         return topology.build(VPCS, SUBNETS, list(self.pods.values()), NODES,
-                              {n: dict(p) for n, p in self.ports.items()})
+                              {n: dict(p) for n, p in self.ports.items()}, self.security())
 
     def ofport_of(self, node, port):
         return self.ports.get(node, {}).get(port)
 
     def update(self, topo):
+        if self.dirty_policy and not self.dirty_pods and not self.dirty_ports:
+            self.dirty_policy = False    # what the flow engine does: policy objects on their own
+            return topology.with_security(topo, self.security())
+        if self.dirty_policy:
+            return None                  # together with pod changes the engine builds
         rows = {k: self.pods.get(k) for k in self.dirty_pods}
         ports = sorted(self.dirty_ports)
         self.dirty_pods, self.dirty_ports = set(), set()
@@ -91,6 +123,25 @@ class World:
         node = rng.choice(["node-1", "node-1", "node-2", "node-3", ""])
         port = topology.pod_port_name(ns, name)
         what = rng.random()
+        if what < 0.08:     # a policy object changes (now and then a bad one: a problem)
+            kind = rng.choice(["ns", "sg", "np"])
+            key = rng.choice(["trading", "shop"])
+            if rng.random() < 0.3:
+                self.policy[kind].pop(key, None)
+            elif kind == "ns":
+                self.policy[kind][key] = ns_row(key, {"tier": rng.choice(["front", "back"])})
+            elif kind == "sg":
+                self.policy[kind][key] = sg_row(key, [key], rng.choice([22, 0]))   # port 0: refused
+            else:
+                self.policy[kind][key] = np_row(key, "np", rng.choice(["web", "db"]))
+            self.dirty_policy = True
+            return
+        if what < 0.16 and (ns, name) in self.pods:   # relabelled, or another security group
+            old = self.pods[(ns, name)]
+            old.labels = {"app": rng.choice(["web", "db"])}
+            old.annotations = {"vpcnet.io/security_groups": rng.choice(["trading", "shop"])}
+            self.dirty_pods.add((ns, name))
+            return
         if what < 0.35:     # (re)allocated; now and then clashing with another pod's address
             host = 2 + int(name[1:]) if rng.random() < 0.98 else rng.randrange(2, 14)
             self.set_pod(ns, name, subnet=subnet, ip=f"{net}.{host}", mac=f"02:00:00:{net[3]}:{host:02x}:00",
@@ -137,14 +188,19 @@ def test_update_matches_build(seed):
         got = world.update(topo)
         if got is None:
             fell_back += 1
+            world.dirty_policy = False
             got = world.build()
         else:
             updated += 1
             same(got, want)
-            owners = {o for o in changed_owners(topo.cluster, got.cluster) if o.startswith("pod/")}
-            assert owners <= {f"pod/{ns}/{name}" for ns, name in got.changed_pods}
+            owners = set(changed_owners(topo.cluster, got.cluster))
+            if got.changed_policy:
+                assert owners <= {"policy/objects"}
+            else:
+                assert owners <= {f"pod/{ns}/{name}" for ns, name in got.changed_pods}
         topo = got
     assert updated > 30, (updated, fell_back)
+    assert world.policy != {"ns": {}, "sg": {}, "np": {}}   # the policy path ran too
 
 
 def test_update_gives_up_on_a_clash_and_the_index_moves_on():
@@ -173,3 +229,19 @@ def test_nodes_whose_router_macs_collide_are_left_out_and_named():
     topo = topology.build([vpc_row("v", 1, 50001)], [], [], rows, ports)
     assert [n.name for n in topo.cluster.nodes] == ["a"]
     assert any("Node/b" in p and "node a's" in p and "02:00:00:00:00:01" in p for p in topo.problems), topo.problems
+
+
+def test_pod_rows_carry_what_policy_needs_and_bad_policy_is_a_problem():
+    world = World(random.Random(0))
+    world.set_pod("trading", "a", subnet="trading-a", ip="10.10.0.5", mac="02:00:00:00:00:05", node="node-1",
+                  labels={"app": "web"}, groups="g2, g1")
+    world.policy["sg"]["bad"] = sg_row("bad", ["trading"], 0)
+    world.policy["np"]["ok"] = np_row("trading", "np", "web")
+    topo = world.build()
+    pod = topo.cluster.find_pod("trading", "a")
+    assert dict(pod.labels) == {"app": "web"}
+    assert pod.security_groups == ("g1", "g2")
+    assert pod.named_ports == (("http", "TCP", 8080),)
+    assert [p.name for p in topo.cluster.network_policies] == ["np"]
+    assert topo.cluster.security_groups == ()
+    assert any(p.startswith("SecurityGroup/bad:") and "0" in p for p in topo.problems), topo.problems
