@@ -19,9 +19,11 @@ change load encodings), so the signature is *semantic*:
     (OVS echoes a load in the encoding it came in, but may switch a load to REG_LOAD2 or
     split it into 64-bit segments); consecutive writes to disjoint bits of one field merge.
   - ``OFPActionDecNwTtl``/``NXActionDecTtl``/``NXActionDecTtlCntIds([0])`` are one ``dec_ttl``;
-    ``output:CONTROLLER`` and ``NXActionController(reason=action,id=0)`` are one ``controller``;
-    ``max_len`` counts only for the controller; NXM field names in move/output-reg/ct zone are
-    canonicalised; ct() nested actions are normalised recursively.
+    ``output:CONTROLLER``, ``NXActionController`` and ``NXActionController2`` (NXAST_CONTROLLER
+    and CONTROLLER2, however many default properties the latter spells out) are one
+    ``("controller", max_len, controller_id, reason, userdata, pause, meter_id)`` (meter 0 =
+    none); ``max_len`` counts only for the controller; NXM field names in move/output-reg/ct zone
+    are canonicalised; ct() nested actions are normalised recursively.
   - instructions are ordered as OVS reports them (meter, apply, clear, write, write_metadata,
     goto); an empty APPLY_ACTIONS (``actions=drop``) is the same as none.
   - an action this module does not know still gets a stable signature (its os-ken JSON
@@ -45,10 +47,10 @@ from os_ken.ofproto import ofproto_v1_3 as _OFP
 from os_ken.ofproto import ofproto_v1_3_parser as _PARSER
 
 from vpcnet.app.ofencode import (
-    _ACTION_HEAD, _CACHE_LIMIT, _DIRECT_NUMS, _MATCH_HEAD, _NX_ID, _NXAST_REG_LOAD, _NXAST_REG_MOVE,
-    _OXM_BY_NUM, encode_flow_mod,
+    _ACTION_HEAD, _CACHE_LIMIT, _DIRECT_NUMS, _MATCH_HEAD, _NX_ID, _NXAST_CONTROLLER2, _NXAST_REG_LOAD,
+    _NXAST_REG_MOVE, _OXM_BY_NUM, encode_flow_mod,
 )
-from vpcnet.app.ofwire import _GENERIC_SET_FIELDS, _OSKEN_FIELD, _vlan_oxm
+from vpcnet.app.ofwire import _GENERIC_SET_FIELDS, _OSKEN_FIELD, NX_CTLR_NO_METER, NXActionController2, _vlan_oxm
 from vpcnet.flows.model import Flow
 from vpcnet.flows.pipeline import PIPELINE
 
@@ -148,11 +150,18 @@ def _jsonish(a) -> tuple:
     return ("other", type(a).__name__, text)
 
 
+def _controller(max_len: int, controller_id: int = 0, reason: int = _OFP.OFPR_ACTION, userdata=b"",
+                pause: bool = False, meter_id: int | None = NX_CTLR_NO_METER) -> tuple:
+    """The one signature of a controller action, whichever of its encodings said it."""
+    return ("controller", max_len, controller_id, reason, bytes(userdata or b""), bool(pause),
+            meter_id or NX_CTLR_NO_METER)
+
+
 def _normalize_action(a, ofp=_OFP) -> tuple:
     name = type(a).__name__
     if name == "OFPActionOutput":
         if a.port == ofp.OFPP_CONTROLLER:
-            return ("controller", a.max_len, 0, ofp.OFPR_ACTION)
+            return _controller(a.max_len)
         return ("output", a.port)
     if name == "OFPActionSetField":
         v, m, _ = _oxm_ints(a.key, a.value)
@@ -193,7 +202,12 @@ def _normalize_action(a, ofp=_OFP) -> tuple:
     if name == "NXActionConjunction":
         return ("conjunction", a.id, a.clause, a.n_clauses)
     if name == "NXActionController":
-        return ("controller", a.max_len, a.controller_id, a.reason)
+        return _controller(a.max_len, a.controller_id, a.reason)
+    if name == "NXActionController2" and not getattr(a, "unknown", ()):
+        # ours (every property an attribute) or os-ken's own class (only those it was given)
+        return _controller(getattr(a, "max_len", 0xFFFF), getattr(a, "controller_id", 0),
+                           getattr(a, "reason", ofp.OFPR_ACTION), getattr(a, "userdata", b""),
+                           getattr(a, "pause", False), getattr(a, "meter_id", NX_CTLR_NO_METER))
     return _jsonish(a)
 
 
@@ -320,7 +334,7 @@ def _action_norm(raw: bytes) -> tuple:
     atype = int.from_bytes(raw[:2], "big")
     if atype == _OFP.OFPAT_OUTPUT and len(raw) == 16:
         port, max_len = _OUTPUT_RAW.unpack_from(raw, 4)
-        out = ("controller", max_len, 0, _OFP.OFPR_ACTION) if port == _OFP.OFPP_CONTROLLER else ("output", port)
+        out = _controller(max_len) if port == _OFP.OFPP_CONTROLLER else ("output", port)
     elif atype == _OFP.OFPAT_SET_FIELD:
         got = _tlv_ints(raw, 4)
         if got is not None and 4 + got[4] <= len(raw):
@@ -340,6 +354,10 @@ def _action_norm(raw: bytes) -> tuple:
             if (fs is not None and fd is not None and not (src | dst) & 0x100 and src & 0xFF and dst & 0xFF
                     and (src >> 16) != 0xFFFF and (dst >> 16) != 0xFFFF):
                 out = ("move", _canon_name(fs.name), src_ofs, _canon_name(fd.name), dst_ofs, n_bits)
+        elif vendor == _NX_ID and subtype == _NXAST_CONTROLLER2:   # whatever os-ken's parser is
+            a = NXActionController2.parser(raw[10:])
+            a.len = len(raw)       # as os-ken's OFPActionExperimenter.parser sets it
+            out = _normalize_action(a)
     if out is None:   # everything else: os-ken parses it, _normalize_action normalizes it
         out = _normalize_action(_PARSER.OFPAction.parser(raw, 0))
     if len(_ACTION_NORMS) >= _CACHE_LIMIT:

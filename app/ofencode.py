@@ -24,7 +24,7 @@ from vpcnet.app.ofwire import (
     table_id,
 )
 from vpcnet.flows.fields import SPACE_BITS, BitField
-from vpcnet.flows.model import Flow, Goto, Load, Match, Move, Output, SetField
+from vpcnet.flows.model import Controller, Flow, Goto, Load, Match, Move, Output, SetField
 
 # --- direct byte encoding (the install path) ----------------------------------------------------
 # ``encode_flow_mod(flow)`` gives the bytes os-ken would send for ``Wire.flow_mod(flow)``, byte for
@@ -33,11 +33,12 @@ from vpcnet.flows.model import Flow, Goto, Load, Match, Move, Output, SetField
 # (OXM fields sorted by os-ken's field number, value & mask as oxm_normalize_user leaves them,
 # padded to 8), then APPLY_ACTIONS (if any actions) and GOTO_TABLE (if any). Match fields of
 # os-ken's MAC, IPv4, IPv6 and integer types, output to a port, set_field, register loads and
-# moves are packed here; a field of another type (or an experimenter OXM, or a value in an
-# unusual spelling) goes through os-ken's own OXM functions, field by field, and any other action
-# is serialised by os-ken once per distinct action value and its bytes cached. Whatever raises on
-# the way (an unsupported value) sends the whole flow through os-ken (``Wire.flow_mod`` +
-# ``serialize``), which raises ``UnsupportedFlow`` (or encodes it) exactly as before.
+# moves, controller actions (NXAST_CONTROLLER2 with userdata/meter_id too) are packed here; a
+# field of another type (or an experimenter OXM, or a value in an unusual spelling) goes through
+# os-ken's own OXM functions, field by field, and any other action is serialised by os-ken once
+# per distinct action value and its bytes cached. Whatever raises on the way (an unsupported
+# value) sends the whole flow through os-ken (``Wire.flow_mod`` + ``serialize``), which raises
+# ``UnsupportedFlow`` (or encodes it) exactly as before.
 # ``tests/unit/app/test_ofwire_bytes.py`` checks byte equality on every flow of the scenarios and
 # the hand-made cases, for every command, and each fallback.
 _FLOW_MOD_HEAD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # OF header + ofp_flow_mod up to the match
@@ -53,6 +54,11 @@ _GOTO = struct.Struct("!HHB3x")
 _PADS = tuple(bytes(i) for i in range(8))
 _NX_ID = ofproto_common.NX_EXPERIMENTER_ID
 _NXAST_REG_MOVE, _NXAST_REG_LOAD = 6, 7
+_NXAST_CONTROLLER2 = nicira_ext.NXAST_CONTROLLER2
+_PROP_U16 = struct.Struct("!HHH2x")                   # NXAC2PT property: type, length 6, u16, pad
+_PROP_U32 = struct.Struct("!HHI")                     # type, length 8, u32
+_PROP_HEAD = struct.Struct("!HH")
+_NXAC2PT_MAX_LEN, _NXAC2PT_USERDATA, _NXAC2PT_METER_ID = 0, 3, 5
 _CACHE_LIMIT = 1 << 16    # entries per encoder cache (a full cache is cleared, not grown)
 
 
@@ -330,6 +336,8 @@ class FlowEncoder:
 
     def _action(self, a) -> bytes:
         t = type(a)
+        if t is Controller:
+            return _controller_bytes(a)
         if t is Output and not isinstance(a.port, BitField):
             return _OUTPUT.pack(_OFP.OFPAT_OUTPUT, 16, _SPECIAL_PORTS.get(a.port, a.port), 0)
         if t is SetField:   # fields os-ken knows only generically (nd_reserved...) get there
@@ -419,6 +427,24 @@ class FlowEncoder:
 
 
 _DIRECT_NAME = {d.num: name for name, d in _DIRECT.items()}
+
+
+def _controller_bytes(a: Controller) -> bytes:
+    """output:CONTROLLER, or (with userdata or a meter) NXAST_CONTROLLER2 with the properties OVS
+    writes for it (lib/ofp-actions.c encode_CONTROLLER): MAX_LEN unless 65535, USERDATA, METER_ID;
+    each property padded to 8 bytes. Reason (action), controller id (0) and pause (no) are the
+    defaults, which OVS leaves out."""
+    if not a.userdata and a.meter_id is None:
+        return _OUTPUT.pack(_OFP.OFPAT_OUTPUT, 16, _OFP.OFPP_CONTROLLER, a.max_len)
+    props = b""
+    if a.max_len != 0xFFFF:
+        props += _PROP_U16.pack(_NXAC2PT_MAX_LEN, 6, a.max_len)
+    if a.userdata:
+        n = 4 + len(a.userdata)
+        props += _PROP_HEAD.pack(_NXAC2PT_USERDATA, n) + a.userdata + bytes(-n % 8)
+    if a.meter_id is not None:
+        props += _PROP_U32.pack(_NXAC2PT_METER_ID, 8, a.meter_id)
+    return _NX_HEAD.pack(0xFFFF, 16 + len(props), _NX_ID, _NXAST_CONTROLLER2) + bytes(6) + props
 
 
 def _first(item):

@@ -51,6 +51,7 @@ class _Pending:
         self.what = what
         self.done = threading.Event()
         self.errors: list = []
+        self.codes: list[tuple[int, int]] = []            # (type, code) of each error, as errors
         self.body: list = []
         self.barrier_xid = None
         self.replies: list | None = [] if raw else None   # (raw message bytes, its parsed body)
@@ -291,6 +292,26 @@ class DatapathLink:
         """Fire and forget (no reply expected): an os-ken message or a complete message's bytes."""
         self._send(msg)
 
+    def send_checked(self, messages: Iterable, timeout: float | None = None) -> list[list[tuple[int, int]]]:
+        """Send ``messages`` (ones the switch answers only with an error, e.g. meter or group
+        mods: os-ken messages or complete messages' bytes) one by one, then a barrier, and wait
+        for its reply. Returns, per message, the errors ``(type, code)`` the switch sent for it
+        (empty: done). The switch handles them in order and answers the barrier after them all,
+        so every error has arrived by then. Raises LinkError if the barrier is not answered."""
+        messages = list(messages)
+        each = [_Pending(f"message {i + 1}/{len(messages)}") for i in range(len(messages))]
+        barrier = _Pending(f"barrier after {len(messages)} messages")
+        xids: list[int] = []
+        try:
+            for msg, pending in zip(messages, each):
+                xids.append(self._send(msg, pending))
+            xids.append(self._send(self.parser.OFPBarrierRequest(self.dp), barrier))
+        except BaseException:
+            self._forget(xids)
+            raise
+        self._wait(barrier, xids, timeout)
+        return [list(p.codes) for p in each]
+
     # --- replies (called from os-ken's handler thread; must never block or raise) ------------
     def on_error(self, msg) -> bool:
         with self._lock:
@@ -298,6 +319,7 @@ class DatapathLink:
         if pending is None:
             return False
         pending.errors.append(f"type={msg.type} code={msg.code}")
+        pending.codes.append((msg.type, msg.code))
         return True
 
     def on_reply(self, msg, more: bool = False) -> bool:

@@ -17,7 +17,8 @@ Two directions, kept side by side so they cannot drift apart:
   Move                    ``NXActionRegMove``
   Output(port)            ``OFPActionOutput(port, max_len=0)``
   Output(BitField)        ``NXActionOutputReg(max_len=65535)``
-  Controller              ``OFPActionOutput(CONTROLLER, max_len)``
+  Controller              ``OFPActionOutput(CONTROLLER, max_len)``; with userdata or a meter:
+                          ``NXActionController2`` (NXAST_CONTROLLER2, defined here: see below)
   Goto                    ``OFPInstructionGotoTable`` (other actions: one APPLY_ACTIONS)
   Resubmit                ``NXActionResubmitTable(in_port=IN_PORT)``
   Ct / Nat                ``NXActionCT`` with nested ``NXActionNAT`` then the exec() loads
@@ -37,10 +38,14 @@ Two directions, kept side by side so they cannot drift apart:
   ``add`` sends flags 0 (never ``OFPFF_RESET_COUNTS``): re-adding an unchanged flow keeps its
   counters. ``modify_strict`` (OF1.3) replaces the instructions only and leaves the installed
   cookie alone, so a flow whose cookie must change is re-sent with ``add``.
-  Anything the model allows but os-ken/OF1.3 cannot carry (``Controller(meter_id=..)``, a
-  ``Goto`` inside a group bucket, a ``vlan_tci`` mask covering only part of the PCP bits) raises
-  ``ValueError`` naming the flow. os-ken 4.2.2's ``NXActionNAT`` forgets its padding when it
-  carries an address or port (OVS then rejects the flow); ``_padded_nat_class`` fixes that.
+  Anything the model allows but os-ken/OF1.3 cannot carry (a ``Goto`` inside a group bucket, a
+  ``vlan_tci`` mask covering only part of the PCP bits) raises ``ValueError`` naming the flow.
+  os-ken 4.2.2's ``NXActionNAT`` forgets its padding when it carries an address or port (OVS
+  then rejects the flow); ``_padded_nat_class`` fixes that. Its ``NXActionController2`` has no
+  ``meter_id`` property (and cannot even parse one: a flow OVS reports with it would raise), so
+  ``NXActionController2`` here (a subclass) writes and reads NXAST_CONTROLLER2 exactly as OVS's
+  lib/ofp-actions.c does, and is what os-ken's action parser uses for that subtype from the
+  moment this module is imported (``use_controller2_parser``).
 
 The hot paths do not build os-ken objects: ``vpcnet.app.ofencode`` writes the same flow-mod bytes
 directly (``osken_flow_mod`` here is its reference and fallback), and ``vpcnet.app.ofcompare``
@@ -49,6 +54,7 @@ compares flows (ours and what OVS reports) by semantic signature.
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
@@ -221,6 +227,91 @@ def _padded_nat_class(parser):
     return cls
 
 
+# --- NXAST_CONTROLLER2 ---------------------------------------------------------------------
+# ext_action_header (type, len, NX vendor, subtype 37, 6 zero bytes), then properties, each
+# (type, length = 4 + payload) + payload, padded to 8 bytes; OVS writes only the non-default
+# ones, in type order: MAX_LEN (u16, default 65535), CONTROLLER_ID (u16, default 0), REASON (u8,
+# default OFPR_ACTION), USERDATA (bytes), PAUSE (flag), METER_ID (u32, default 0 = none).
+NXAC2PT_MAX_LEN, NXAC2PT_CONTROLLER_ID, NXAC2PT_REASON, NXAC2PT_USERDATA, NXAC2PT_PAUSE, NXAC2PT_METER_ID = range(6)
+NX_CTLR_NO_METER = 0
+_PROP_HEAD = struct.Struct("!HH")
+_OSKEN_CONTROLLER2 = _PARSER.NXActionController2
+
+
+def _prop(ptype: int, payload: bytes) -> bytes:
+    n = 4 + len(payload)
+    return _PROP_HEAD.pack(ptype, n) + payload + bytes(-n % 8)
+
+
+class NXActionController2(_OSKEN_CONTROLLER2):
+    """NXAST_CONTROLLER2 as OVS encodes (``encode_CONTROLLER``) and decodes it: every property,
+    ``meter_id`` included; ``userdata`` is bytes. Unknown properties are kept, (type, payload)."""
+
+    def __init__(self, max_len=0xFFFF, controller_id=0, reason=_OFP.OFPR_ACTION, userdata=b"", pause=False,
+                 meter_id=NX_CTLR_NO_METER, unknown=(), type_=None, len_=None, vendor=None, subtype=None):
+        _PARSER.NXAction.__init__(self)
+        self.max_len, self.controller_id, self.reason = max_len, controller_id, reason
+        self.userdata, self.pause = bytes(userdata), bool(pause)
+        self.meter_id, self.unknown = meter_id or NX_CTLR_NO_METER, tuple(unknown)
+
+    @classmethod
+    def parser(cls, buf):
+        kw: dict[str, Any] = {}
+        unknown = []
+        off, end = 6, len(buf)      # after the subtype: 6 zero bytes, then the properties
+        while off + 4 <= end:
+            ptype, plen = _PROP_HEAD.unpack_from(buf, off)
+            if plen < 4:
+                break
+            payload = bytes(buf[off + 4:off + plen])
+            if ptype == NXAC2PT_MAX_LEN and len(payload) >= 2:
+                kw["max_len"] = int.from_bytes(payload[:2], "big")
+            elif ptype == NXAC2PT_CONTROLLER_ID and len(payload) >= 2:
+                kw["controller_id"] = int.from_bytes(payload[:2], "big")
+            elif ptype == NXAC2PT_REASON and payload:
+                kw["reason"] = payload[0]
+            elif ptype == NXAC2PT_USERDATA:
+                kw["userdata"] = payload
+            elif ptype == NXAC2PT_PAUSE:
+                kw["pause"] = True
+            elif ptype == NXAC2PT_METER_ID and len(payload) == 4:
+                kw["meter_id"] = int.from_bytes(payload, "big")
+            else:
+                unknown.append((ptype, payload))
+            off += (plen + 7) // 8 * 8
+        return cls(unknown=unknown, **kw)
+
+    def serialize_body(self):
+        out = [bytes(6)]
+        if self.max_len != 0xFFFF:
+            out.append(_prop(NXAC2PT_MAX_LEN, self.max_len.to_bytes(2, "big")))
+        if self.controller_id:
+            out.append(_prop(NXAC2PT_CONTROLLER_ID, self.controller_id.to_bytes(2, "big")))
+        if self.reason != _OFP.OFPR_ACTION:
+            out.append(_prop(NXAC2PT_REASON, bytes([self.reason])))
+        if self.userdata:
+            out.append(_prop(NXAC2PT_USERDATA, self.userdata))
+        if self.pause:
+            out.append(_prop(NXAC2PT_PAUSE, b""))
+        if self.meter_id != NX_CTLR_NO_METER:
+            out.append(_prop(NXAC2PT_METER_ID, self.meter_id.to_bytes(4, "big")))
+        out += [_prop(t, p) for t, p in self.unknown]
+        return b"".join(out)     # 6 + whole properties: the action stays a multiple of 8
+
+
+def use_controller2_parser() -> bool:
+    """Make os-ken parse NXAST_CONTROLLER2 with ``NXActionController2`` above (os-ken's own
+    class raises on a meter_id property). Returns whether it is in use."""
+    subtypes = _PARSER.NXAction._subtypes
+    if subtypes.get(nicira_ext.NXAST_CONTROLLER2) not in (_OSKEN_CONTROLLER2, NXActionController2):
+        return False    # not the os-ken this was written for: leave it alone
+    subtypes[nicira_ext.NXAST_CONTROLLER2] = NXActionController2
+    return True
+
+
+use_controller2_parser()
+
+
 def _osken_field(name: str) -> str:
     try:
         return _OSKEN_FIELD[name]
@@ -294,8 +385,7 @@ class Wire:
             nested = []
             if a.nat is not None:
                 nested.append(self._nat(a.nat))
-            for x in a.exec_:
-                nested += _load(p, x.field, x.value)
+            nested += self.actions(a.exec_)   # load, set_field and move into ct_mark/ct_label
             return p.NXActionCT(flags=nicira_ext.NX_CT_F_COMMIT if a.commit else 0,
                                 zone_src=zone_src, zone_ofs_nbits=zone,
                                 recirc_table=nicira_ext.NX_CT_RECIRC_NONE if a.table is None else table_id(a.table),
@@ -310,10 +400,10 @@ class Wire:
             return p.OFPActionGroup(a.group_id)
         if isinstance(a, Conjunction):
             return p.NXActionConjunction(clause=a.clause - 1, n_clauses=a.n_clauses, id_=a.conj_id)
-        if isinstance(a, Controller):
-            if a.meter_id is not None:
-                raise ValueError("controller(meter_id=..) needs NXAST_CONTROLLER2 with a meter "
-                                 "property, which os-ken does not provide")
+        if isinstance(a, Controller):   # as OVS: CONTROLLER2 only when OUTPUT cannot say it
+            if a.userdata or a.meter_id is not None:
+                return NXActionController2(max_len=a.max_len, userdata=a.userdata,
+                                           meter_id=a.meter_id or NX_CTLR_NO_METER)
             return p.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
         if isinstance(a, Goto):
             raise ValueError("goto_table is an instruction, not an action (only last in a flow)")
@@ -433,5 +523,5 @@ def osken_flow_mod(flow: Flow, command: str = "add", cookie: int | None = None) 
     return bytes(msg.buf)
 
 
-__all__ = ["Wire", "UnsupportedFlow", "table_id", "standin_datapath", "osken_flow_mod",
-           "FLOW_COMMANDS", "GROUP_COMMANDS", "METER_COMMANDS"]
+__all__ = ["Wire", "UnsupportedFlow", "NXActionController2", "table_id", "standin_datapath", "osken_flow_mod",
+           "use_controller2_parser", "FLOW_COMMANDS", "GROUP_COMMANDS", "METER_COMMANDS"]

@@ -11,6 +11,13 @@
   owner's error is logged with its name and counted.
 * ``audit()`` — dump the switch's flows, compare with the cache by normalized signature, repair
   what differs (missing, altered, extra) and count it as drift.
+* ``ensure_meters()`` — make the switch hold every meter of ``meters`` (a constructor argument)
+  with exactly those settings: an add each, and a modify for each the switch already had
+  (OFPMMFC_METER_EXISTS). Meters nobody listed are left alone. ``resync`` calls it first, before
+  any flow (e.g. ``controller(meter_id=..)``) can refer to them; a meter the switch refuses is
+  logged and counted (``errors{where="meter"}``) and the flows go in anyway (OVS takes a
+  controller action naming a missing meter). Meter mods cannot go into an ONF bundle on OVS, so
+  they are separate messages, checked with a barrier (``DatapathLink.send_checked``).
 
 The cache: ``installed`` maps owner -> flow key -> Flow *as compiled* (cookie round 0); on the
 switch every one of them carries ``self.round`` in its cookie (``cookies.with_round``), set while
@@ -37,17 +44,20 @@ import threading
 import time
 from collections import Counter, defaultdict
 
+from os_ken.ofproto import ofproto_v1_3 as _OFP13
+
 from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.flows import cookies
-from vpcnet.flows.model import Flow
+from vpcnet.flows.model import Flow, Meter
 
 LOG = logging.getLogger(__name__)
 
 OwnerFlows = dict[str, frozenset[Flow]]
 _NOT_ROUND = ~cookies.mask_round() & 0xFFFFFFFFFFFFFFFF
 DUMP_SLICE_FLOWS = 4096   # about this many flows per flow-stats request (DatapathLink.dump_flows)
+_METER_EXISTS = (_OFP13.OFPET_METER_MOD_FAILED, _OFP13.OFPMMFC_METER_EXISTS)   # add of a meter it has
 
 
 def dump_slices(flows: int) -> int:
@@ -72,9 +82,19 @@ def _entry_memo_key(raw: bytes) -> bytes:
 
 class Reconciler:
     def __init__(self, node: str, link: DatapathLink, metrics: Metrics, ovsdb: str | None = None,
-                 bridge: str = "br-int"):
+                 bridge: str = "br-int", *, meters: tuple[Meter, ...] = ()):
         self.node, self.link, self.metrics = node, link, metrics
         self.ovsdb, self.bridge = ovsdb, bridge
+        self.meters: tuple[Meter, ...] = tuple(meters)   # the meters this bridge must have
+        ids = [m.meter_id for m in self.meters]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{node}: meter ids listed twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+        self.meters_installed: dict[int, Meter] = {}     # meter id -> Meter the switch took (last ensure)
+        self.failed_meters: dict[int, str] = {}          # meter id -> the switch's errors (last ensure)
+        # Counting by label (the policy audit): flow key -> label, set by the caller before an
+        # audit; the audit leaves key -> (label, packets, bytes) of those it found in ``counted``.
+        self.accounting: dict[tuple, object] = {}
+        self.counted: dict[tuple, tuple] = {}
         self.wire = ofwire.Wire(link.dp)
         self.round = 0
         self.installed: dict[str, dict[tuple, Flow]] = {}   # owner -> key -> flow (as compiled)
@@ -146,6 +166,35 @@ class Reconciler:
             out.append(f if c == f.cookie else dataclasses.replace(f, cookie=c))
         return out
 
+    # --- meters ---------------------------------------------------------------------------------
+    def ensure_meters(self) -> list[int]:
+        """Bring every meter of ``self.meters`` onto the switch with exactly its settings (add;
+        modify those the switch already has). Returns the ids the switch refused (logged,
+        counted). Raises LinkError if the switch does not answer."""
+        with self.lock:
+            return self._ensure_meters()
+
+    def _ensure_meters(self) -> list[int]:
+        if not self.meters:
+            return []
+        wire = self.wire
+        results = self.link.send_checked([wire.meter_mod(m, "add") for m in self.meters])
+        exists = [m for m, errs in zip(self.meters, results) if errs and all(e == _METER_EXISTS for e in errs)]
+        done = {m.meter_id: m for m, errs in zip(self.meters, results) if not errs}
+        failed = {m.meter_id: errs for m, errs in zip(self.meters, results) if errs and m not in exists}
+        if exists:
+            for m, errs in zip(exists, self.link.send_checked([wire.meter_mod(m, "modify") for m in exists])):
+                if errs:
+                    failed[m.meter_id] = errs
+                else:
+                    done[m.meter_id] = m
+        self.meters_installed = done
+        self.failed_meters = {i: ", ".join(f"type={t} code={c}" for t, c in errs) for i, errs in failed.items()}
+        for meter_id, text in sorted(self.failed_meters.items()):
+            LOG.error("%s: meter %d not installed: %s", self.node, meter_id, text)
+            self.metrics.errors.labels(where="meter").inc()
+        return sorted(failed)
+
     # --- full resync on connect --------------------------------------------------------------
     def resync(self, desired: OwnerFlows) -> None:
         t0 = time.monotonic()
@@ -157,6 +206,7 @@ class Reconciler:
             except Exception as exc:  # the OVSDB is optional for correctness: cookies tell too
                 LOG.warning("%s: cannot read the restart round from %s: %s", self.node, self.ovsdb, exc)
         with self.lock:   # the switch likely holds about as many flows as we want (a restart)
+            self._ensure_meters()   # before any flow that may name them
             stats = self.link.dump_flows(slices=dump_slices(max(len(self.owner_of),
                                                                 sum(len(f) for f in desired.values()))))
             present = {cookies.round_of(s.cookie) for s in stats}
@@ -369,6 +419,9 @@ class Reconciler:
                 index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
             with self.metrics.snapshots.lock:
                 self.metrics.snapshots.tables[self.node] = {k: (v[0], v[1]) for k, v in tables.items()}
+            accounting = self.accounting
+            self.counted = {key: (accounting[key], s.packet_count, s.byte_count)
+                            for key, _, _, s in seen if key in accounting} if accounting else {}
             adds = []
             memo = self._seen
             taken: list = []          # (key, entry) each installed flow found, in order

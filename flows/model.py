@@ -670,10 +670,35 @@ class Conjunction(Action):
             raise FlowError(f"conjunction: bad clause {self.clause}/{self.n_clauses}")
 
 
+OFPM_MAX = 0xFFFF0000              # the last meter id a flow may name (OpenFlow 1.3)
+CONTROLLER_USERDATA_MAX = 256      # bytes of userdata a controller action may carry here
+
+
 @dataclass(frozen=True, slots=True)
 class Controller(Action):
+    """controller(max_len=..,userdata=..,meter_id=..): a packet-in with reason ``action``, as
+    OVS's action of that name. ``userdata`` (bytes, at most 256) is handed to the controller in
+    the packet-in (NXT_PACKET_IN2 only: a controller must ask for that format to see it);
+    ``meter_id`` (1..OFPM_MAX) rate-limits these packet-ins in the datapath, before they reach
+    the controller, with that meter (which the switch must have: see Reconciler's ``meters``)."""
+
     max_len: int = 65535
     meter_id: int | None = None
+    userdata: bytes = b""
+
+    def __post_init__(self):
+        if type(self.max_len) is not int or not 0 <= self.max_len <= 0xFFFF:
+            raise FlowError(f"controller: bad max_len {self.max_len!r}")
+        if self.meter_id is not None and (type(self.meter_id) is not int or not 1 <= self.meter_id <= OFPM_MAX):
+            raise FlowError(f"controller: bad meter_id {self.meter_id!r} (1..{OFPM_MAX:#x})")
+        data = self.userdata
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise FlowError(f"controller: userdata must be bytes, not {type(data).__name__}")
+            object.__setattr__(self, "userdata", bytes(data))
+        if len(self.userdata) > CONTROLLER_USERDATA_MAX:
+            raise FlowError(f"controller: userdata of {len(self.userdata)} bytes "
+                            f"(at most {CONTROLLER_USERDATA_MAX})")
 
 
 DROP: tuple = ()  # an empty action list drops the packet

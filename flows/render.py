@@ -122,9 +122,10 @@ def format_action(a, table: TableFmt) -> str:
         return f"group:{a.group_id}"
     if isinstance(a, Conjunction):
         return f"conjunction({a.conj_id},{a.clause}/{a.n_clauses})"
-    if isinstance(a, Controller):
+    if isinstance(a, Controller):   # userdata as ovs-ofctl prints (and reads) it: 01.02.03
+        userdata = ",userdata=" + ".".join(f"{b:02x}" for b in a.userdata) if a.userdata else ""
         meter = f",meter_id={a.meter_id}" if a.meter_id is not None else ""
-        return f"controller(max_len={a.max_len}{meter})"
+        return f"controller(max_len={a.max_len}{userdata}{meter})"
     raise TypeError(f"cannot render action {a!r}")
 
 

@@ -60,11 +60,12 @@ def _listening(port: int) -> bool:
 
 
 class Probe:
-    """The os-ken probe process; ``result()`` returns its next RESULT line as a dict."""
+    """An os-ken probe process (``module``, run with the port as its argument); ``result()``
+    returns its next RESULT line as a dict."""
 
-    def __init__(self, port: int, log_path):
+    def __init__(self, port: int, log_path, module: str = "tests.functional.ofwire_probe_app"):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.functional.ofwire_probe_app", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", module, str(port)],
                                      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True)
         self.lines: queue.Queue = queue.Queue()

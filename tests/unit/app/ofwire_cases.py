@@ -2,7 +2,8 @@
 
 * ``scenario_flows(node)``: what the compiler produces for a node of the flow scenarios;
 * ``extra_flows()``: hand-made flows for every model action/match kind the scenarios do not
-  use yet (conjunction, ct nat/exec/zone field, resubmit, controller, group, metadata,
+  use yet (conjunction, ct nat/exec/zone field, resubmit, controller with and without
+  userdata/meter (NXAST_CONTROLLER2), group, metadata,
   ct_label, IPv6/TCP set_field, output from a register slice...). They only need to be valid
   OpenFlow for OVS, not a sensible pipeline, but each keeps its own (table, priority, match).
 * ``ovs_groups()``/``ovs_meters()``: the group the extra flows point at, and two meters.
@@ -91,6 +92,13 @@ def extra_flows() -> list[Flow]:
          Move("arp_spa", BitField("R7", "reg7", 0, 31)), SetField("eth_dst", "00:00:00:00:00:01"),
          Load(BitField("MD", "metadata", 0, 7), 3), Load(BitField("MDF", "metadata", 0, 63), 1 << 40),
          PushVlan(0x88A8), set_vlan_vid(10), Output("IN_PORT")), 0x28)
+    # controller with userdata and/or a meter (NXAST_CONTROLLER2; meters 1 and 2 of ovs_meters())
+    add("egress_policy", 85, Match(TCP, tp_dst=22), (Controller(userdata=b"\x01\x02\x03"),), 0x2D)
+    add("egress_policy", 85, Match(TCP, tp_dst=23), (Controller(max_len=128, meter_id=1),), 0x2E)
+    add("egress_policy", 85, Match(UDP, tp_dst=69),
+        (Controller(userdata=b"deny:rule-0042", meter_id=2), Goto("l3_fwd")), 0x2F)
+    add("egress_policy", 85, Match(UDP, tp_dst=70),
+        (Controller(max_len=0, userdata=bytes(range(256)), meter_id=1),), 0x30)
     add("egress_policy", 80, Match(SCTP, tp_dst=9, nw_dst="10.0.0.1"),
         (Load(BitField("R15", "reg15", 3, 9), 5), Move("eth_src", BitField("x", "metadata", 8, 55))), 0x2C)
     # VLAN matches: exact TCI (VID + PCP), VLAN-present bit only

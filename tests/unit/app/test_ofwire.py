@@ -252,16 +252,55 @@ def test_equivalent_actions_and_instructions():
     goto_first = [parser.OFPInstructionGotoTable(5),
                   parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionOutput(1, 0)])]
     assert _sig(m, [parser.OFPActionOutput(1, 0)], goto=5) == ofcompare.flow_signature(0, 1, 2, m, goto_first)
+    # controller actions: OFPAT_OUTPUT, NXAST_CONTROLLER, NXAST_CONTROLLER2 (ours or os-ken's own
+    # class, which spells out default properties) are one action when they say the same
+    c2, osken_c2 = ofwire.NXActionController2, ofwire._OSKEN_CONTROLLER2
+    same = [[parser.OFPActionOutput(ofp.OFPP_CONTROLLER, 128)], [c2(max_len=128)],
+            [osken_c2(max_len=128, reason=ofp.OFPR_ACTION, controller_id=0)],
+            [parser.NXActionController(max_len=128, controller_id=0, reason=ofp.OFPR_ACTION)]]
+    assert len({_sig(m, a) for a in same}) == 1
+    assert _sig(m, [c2(userdata=b"ab", meter_id=3)]) == _sig(m, [c2(max_len=65535, userdata=[97, 98], meter_id=3)])
+    assert _sig(m, [c2(userdata=b"ab")]) == _sig(m, [osken_c2(max_len=65535, userdata=[97, 98])])
+    distinct = [[c2(max_len=128)], [c2(max_len=128, meter_id=1)], [c2(max_len=128, meter_id=2)],
+                [c2(max_len=128, userdata=b"a")], [c2(max_len=128, userdata=b"b")],
+                [c2(max_len=128, userdata=b"a", meter_id=1)], [c2(max_len=64, userdata=b"a", meter_id=1)],
+                [c2(max_len=128, pause=True)], [c2(max_len=128, reason=ofp.OFPR_NO_MATCH)]]
+    assert len({_sig(m, a) for a in distinct}) == len(distinct)
     unknown = [parser.NXActionNote(note=[1, 2, 3])]
     assert _sig(m, unknown) != _sig(m, [])  # unknown actions still count
     assert hash(_sig(m, unknown)) == hash(_sig(m, [parser.NXActionNote(note=[1, 2, 3])]))
 
 
+def test_controller_with_userdata_or_meter_is_controller2_as_ovs_encodes_it(tmp_path):
+    """OVS's encode_CONTROLLER: CONTROLLER2 with only the non-default properties, each padded to
+    8 (MAX_LEN u16 in a 6-byte property, USERDATA, METER_ID u32); otherwise output:CONTROLLER."""
+    def action(c):
+        a = WIRE._action(c)
+        buf = bytearray()
+        a.serialize(buf, 0)
+        assert len(buf) == a.len and a.len % 8 == 0
+        return bytes(buf).hex()
+
+    head = "ffff{:04x}00002320" "0025" "000000000000"
+    assert action(Controller(max_len=128)) == "0000" "0010" "fffffffd" "0080" "000000000000"
+    assert action(Controller(max_len=128, meter_id=1)) == head.format(32) + "000000060080" "0000" "0005000800000001"
+    assert action(Controller(userdata=b"\x01\x02\x03")) == head.format(24) + "00030007" "010203" "00"
+    assert action(Controller(userdata=bytes(4), meter_id=0x10000)) == \
+        head.format(32) + "00030008" "00000000" "0005000800010000"
+    assert action(Controller(userdata=bytes(range(5)))) == head.format(32) + "00030009" "0001020304" "000000" "00000000"
+    flows = [Flow("egress_policy", 12 - i, Match(IP), (c,), 1) for i, c in enumerate(
+        [Controller(userdata=b"\xde\xad"), Controller(meter_id=4), Controller(7, userdata=bytes(256), meter_id=9)])]
+    wire = _ofp_parse([WIRE.flow_mod(f) for f in flows], tmp_path)
+    assert [w.split("actions=")[1] for w in wire] == [
+        "controller(userdata=de.ad)", "controller(meter_id=4)",
+        "controller(max_len=7,userdata=" + ".".join(["00"] * 256) + ",meter_id=9)"]
+    assert wire == _parse_flows(flows, tmp_path)
+
+
 # --- what cannot be encoded -------------------------------------------------------------------
 def test_unsupported_values_raise_value_error_naming_the_flow():
-    f = Flow("egress_policy", 10, Match(IP), (Controller(max_len=100, meter_id=3),), 0x77)
-    with pytest.raises(ValueError, match=r"cookie=0x77, table=egress_policy, priority=10,ip.*meter"):
-        WIRE.flow_mod(f)
+    with pytest.raises(ValueError, match=r"cookie=0x77, table=classifier, priority=10,vlan_tci.*PCP"):
+        WIRE.flow_mod(Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (), 0x77))
     with pytest.raises(ValueError, match="PCP"):
         WIRE.flow_mod(Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (), 1))
     with pytest.raises(ValueError, match="group 9"):

@@ -199,9 +199,9 @@ def test_unsupported_flow_raises_and_leaves_switch_and_cache_alone():
     d = desired()
     rec.resync(d)
     flows_before, commits = dict(dp.flows), dp.commits
-    bad = frozenset({Flow("egress_policy", 10, Match(), (Controller(max_len=100, meter_id=3),),
+    bad = frozenset({Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (Controller(max_len=100),),
                           cookies.cookie(0, 6, "policy/x"))})
-    with pytest.raises(ofwire.UnsupportedFlow, match="meter"):
+    with pytest.raises(ofwire.UnsupportedFlow, match="PCP"):
         rec.apply({"policy/x": bad})
     assert "policy/x" not in rec.installed and dp.flows == flows_before and dp.commits == commits
     with pytest.raises(ofwire.UnsupportedFlow):

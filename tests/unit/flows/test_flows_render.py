@@ -9,8 +9,8 @@ import pytest
 from flow_invariants import all_flows
 from vpcnet.flows.fields import CT_MARK_POLICY, SUBNET_ID
 from vpcnet.flows.model import (
-    ICMP6, IP, TCP, Bucket, Conjunction, Controller, Ct, Group, GroupAction, Load, Match, Meter, Nat, Output,
-    PopVlan, PushVlan, nd_solicit_to_advert, set_vlan_vid,
+    ICMP6, IP, TCP, Bucket, Conjunction, Controller, Ct, FlowError, Group, GroupAction, Load, Match, Meter, Nat,
+    Output, PopVlan, PushVlan, nd_solicit_to_advert, set_vlan_vid,
 )
 from vpcnet.flows.pipeline import PIPELINE
 from vpcnet.flows.render import render, render_flow, render_for_ofctl, render_group, render_meter
@@ -46,6 +46,10 @@ def test_render_all_actions():
         "push_vlan:0x8100,set_field:4196->vlan_vid,group:4,controller(max_len=128,meter_id=2)")
     conj = PIPELINE.flow("ingress_policy", 10, Match(TCP, tp_dst=80), (Conjunction(9, 1, 2),), owner="base")
     assert render_flow(conj).endswith("actions=conjunction(9,1/2)")
+    log = PIPELINE.flow("ingress_policy", 10, Match(TCP, tp_dst=80),
+                        (Controller(userdata=b"\x0a\x00\xff", meter_id=7), Controller(64, userdata=b"x")), owner="base")
+    assert render_flow(log).endswith("actions=controller(max_len=65535,userdata=0a.00.ff,meter_id=7),"
+                                     "controller(max_len=64,userdata=78)")
     assert render_group(Group(4, "select", (Bucket((Output(1),), 2), Bucket((Output(2),), 1)))) == \
         "group_id=4,type=select,bucket=weight:2,actions=output:1,bucket=weight:1,actions=output:2"
     assert render_meter(Meter(2, 100, "pktps", 10)) == "meter=2,pktps,burst,band=type=drop,rate=100,burst_size=10"
@@ -71,13 +75,25 @@ def test_ovs_ofctl_parses_groups_and_rare_actions(tmp_path):
         Ct(commit=True, zone=3, nat=Nat("dst", "10.0.0.1", 8080), exec_=(Load(CT_MARK_POLICY, 1),)),
         PushVlan(), set_vlan_vid(100), GroupAction(4), Controller(128, meter_id=2)), owner="base")
     conj = PIPELINE.flow("ingress_policy", 10, Match(TCP, tp_src=80), (Conjunction(9, 1, 2),), owner="base")
-    (tmp_path / "f.txt").write_text(render_for_ofctl([f, conj]))
+    log = PIPELINE.flow("ingress_policy", 11, Match(TCP, tp_src=80),
+                        (Controller(userdata=b"\x0a\x00\xff", meter_id=7),), owner="base")
+    (tmp_path / "f.txt").write_text(render_for_ofctl([f, conj, log]))
     proc = subprocess.run([OFCTL, "-O", "OpenFlow13", "parse-flows", str(tmp_path / "f.txt")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+    assert "actions=controller(userdata=0a.00.ff,meter_id=7)" in proc.stdout   # as OVS prints it back
     g = render_group(Group(4, "select", (Bucket((Output(1),), 2), Bucket((Output(2),), 1))))
     proc = subprocess.run([OFCTL, "-O", "OpenFlow13", "parse-group", g], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_controller_values_are_checked():
+    assert Controller(userdata=bytearray(b"ab")).userdata == b"ab"
+    assert Controller(userdata=bytes(256)) == Controller(userdata=bytearray(256))
+    for bad in (dict(userdata="ab"), dict(userdata=[1, 2]), dict(userdata=bytes(257)), dict(meter_id=0),
+                dict(meter_id=0xFFFF0001), dict(meter_id=True), dict(max_len=65536), dict(max_len=-1)):
+        with pytest.raises(FlowError):
+            Controller(**bad)
 
 
 def test_icmp_and_nd_set_fields_render_like_ovs_dumps():
