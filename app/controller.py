@@ -29,6 +29,16 @@ DEFAULT_STATE_DIR = os.environ.get("VPCNET_STATE_DIR", "/var/lib/vpcnet")
 QUARANTINE_KEY = "ip_quarantine_seconds"
 
 
+def _per_second(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                    help="private directory for the embedded state database and the API socket (default %(default)s)")
@@ -49,7 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--of-key", help="TLS private key for OpenFlow")
     p.add_argument("--of-ca", help="CA certificates that switch certificates must chain to")
     p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
-                   help="how often every bridge's flows are dumped and drift repaired (default %(default)s)")
+                   help="how often every bridge's flows are dumped and drift repaired; the per-rule policy "
+                        "counters are refreshed then too (default %(default)s)")
+    p.add_argument("--deny-log-rate", type=_per_second, default=100, metavar="PER_SECOND",
+                   help="denied connections logged per second and bridge at most: a datapath meter drops the "
+                        "rest before they reach the controller (burst: as many; default %(default)s)")
     p.add_argument("--fabric-credentials", metavar="DIR",
                    help="directory of <credentialsRef>.json files ({\"username\", \"keyFile\"}) for NETCONF leaves; "
                         "without it the controller does not configure leaves")
@@ -95,7 +109,8 @@ class Controller:
         if str(self.args.of_listen).lower() != "none":
             if bool(self.args.of_cert) != bool(self.args.of_key):
                 raise SystemExit("--of-cert and --of-key go together")
-            self.flows = FlowEngine(remote, self.metrics, audit_interval=self.args.audit_interval).start()
+            self.flows = FlowEngine(remote, self.metrics, audit_interval=self.args.audit_interval,
+                                    deny_log_rate=self.args.deny_log_rate).start()
             ofapp.run(self.flows, self.args.of_listen, self.args.of_cert, self.args.of_key, self.args.of_ca)
         if self.args.fabric_credentials:
             self.fabric = FabricEngine(self.api, self.metrics, self.args.fabric_credentials,

@@ -30,9 +30,12 @@ from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from vpcnet.app import ofcompare, ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
+from vpcnet.app.policy_audit import DenyLog
 from vpcnet.app.reconciler import Reconciler
 from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
+from vpcnet.flows import policy as flow_policy
 from vpcnet.flows.compile import EMPTY
+from vpcnet.flows.model import Meter
 from vpcnet.ovsdb.state import commands as state_cmd
 from vpcnet.ovsdb.state import idl as state_idl
 from vpcnet.ovsdb.state.impl_idl import StateApi
@@ -105,8 +108,12 @@ def connect(remote: str, timeout: float = 30.0) -> StateApi:
 
 class FlowEngine:
     def __init__(self, state_remote: str, metrics: Metrics, audit_interval: float = 30.0,
-                 debounce: float = 0.002, restart_grace: float = 10.0):
+                 debounce: float = 0.002, restart_grace: float = 10.0, deny_log_rate: int = 100):
         self.metrics = metrics
+        if deny_log_rate < 1:
+            raise ValueError(f"deny_log_rate={deny_log_rate}: must be at least 1 per second")
+        # the deny log's datapath meter, on every bridge (flows/policy.py's deny verdicts use it)
+        self.meters = (Meter(flow_policy.LOG_METER_ID, deny_log_rate, "pktps", deny_log_rate),)
         self.audit_interval = audit_interval
         # How long a pass waits after the first event, to take the ones right behind it along
         # (a pass is cheap now; events arriving while one runs are batched into the next anyway).
@@ -144,6 +151,7 @@ class FlowEngine:
         self.generation = 0                      # bumped on every kick (tests wait for quiescence)
         self.done_generation = -1
         self.worker = threading.Thread(target=self._work, name="flow-engine", daemon=True)
+        self.deny_log = DenyLog(metrics.rule_counters, self._resolve_denied)
         self.auditor = threading.Thread(target=self._audit_loop, name="flow-audit", daemon=True)
 
     def start(self) -> "FlowEngine":
@@ -217,6 +225,31 @@ class FlowEngine:
             else:
                 ports[name] = ofport
         self.kick()
+
+    def packet_in(self, dp, data: bytes, userdata: bytes) -> None:
+        """A packet the switch sent us: today only the deny log's (policy_audit.DenyLog)."""
+        topo = self.topology
+        node = topo.node_by_dpid.get(dp.id) if topo is not None else None
+        self.deny_log.record(node or f"{dp.id:016x}", data, userdata)
+
+    def _resolve_denied(self, vpc_id: int, rid: int, ip: str, direction: str) -> tuple[str, str, str]:
+        """(VPC, rule key, "namespace/pod") of a denied packet, from the current compiler input."""
+        topo = self.topology
+        cluster = topo.cluster if topo is not None else None
+        vpc = next((v.name for v in cluster.vpcs if v.vpc_id == vpc_id), None) if cluster is not None else None
+        if vpc is None:
+            return f"#{vpc_id}", f"#{rid:08x}", ""
+        pod = next((p for p in cluster.active_pods_of_vpc(vpc) if ip in p.ips), None)
+        pod_name = f"{pod.namespace}/{pod.name}" if pod is not None else ""
+        if rid == 0:
+            rule = f"np/{pod.namespace}/default-deny/{direction}" if pod is not None else "np/default-deny"
+        else:
+            memo = cluster.value_memo()
+            names = memo.get(("rule names", vpc))
+            if names is None:
+                names = memo[("rule names", vpc)] = flow_policy.rule_names(cluster, vpc)
+            rule = names.get(rid, f"#{rid:08x}")
+        return vpc, rule, pod_name
 
     def link_of(self, dp) -> DatapathLink | None:
         link = self.links.get(dp.id)
@@ -409,7 +442,8 @@ class FlowEngine:
         rec = self.reconcilers.get(node)
         if rec is None or rec.link is not link:
             spec = topo.node_specs.get(node, {})
-            rec = Reconciler(node, link, self.metrics, ovsdb=spec.get("ovsdb"), bridge=spec.get("bridge", "br-int"))
+            rec = Reconciler(node, link, self.metrics, ovsdb=spec.get("ovsdb"), bridge=spec.get("bridge", "br-int"),
+                             meters=self.meters)
             rec.resync(compile_node(topo.cluster, node))
             rec.cluster = topo.cluster
             self.dropping.discard(link.dp.id)
@@ -432,6 +466,20 @@ class FlowEngine:
         return not failed
 
     # --- audit -----------------------------------------------------------------------------
+    def _accounting(self, cluster: ClusterIn, node: str) -> dict[tuple, tuple[str, str, str]]:
+        """OpenFlow key of every deciding policy flow on ``node`` -> (rule, action, direction),
+        for the per-rule counters (policy_audit.RuleCounters). Memoised per cluster value."""
+        memo = cluster.value_memo()
+        hit = memo.get(("accounting", node))
+        if hit is None:
+            hit = {}
+            if cluster.has_policy:
+                for vpc in sorted(cluster.vpcs_on_node(node)):
+                    for flow, label in flow_policy.verdict_rules(cluster, node, vpc).items():
+                        hit[ofcompare.desired_key(flow)] = label
+            memo[("accounting", node)] = hit
+        return hit
+
     def _audit_loop(self) -> None:
         while not self.stopping.wait(self.audit_interval):
             self.audit_now()
@@ -440,9 +488,12 @@ class FlowEngine:
         out = {}
         with self.lock:
             recs = list(self.reconcilers.items())
+        topo = self.topology
         for node, rec in recs:
             try:
+                rec.accounting = self._accounting(topo.cluster, node) if topo is not None else {}
                 out[node] = dict(rec.audit())
+                self.metrics.rule_counters.update(node, rec.counted)
             except Exception as exc:
                 LOG.error("%s: audit failed: %s", node, exc)
                 self.metrics.errors.labels(where="audit").inc()

@@ -11,6 +11,8 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from vpcnet.app.policy_audit import RuleCounters
+
 
 class _Snapshots:
     """Collector for values the reconcilers publish as whole snapshots per node."""
@@ -47,6 +49,8 @@ class Metrics:
         r = self.registry
         self.snapshots = _Snapshots()
         r.register(self.snapshots)
+        self.rule_counters = RuleCounters()
+        r.register(self.rule_counters)
         self.flow_mods = Counter("vpcnet_flow_mods", "Flow-mods sent to switches", ["node", "op"], registry=r)
         self.bundles = Counter("vpcnet_bundles", "Bundles committed", ["node"], registry=r)
         self.bundle_failures = Counter("vpcnet_bundle_failures", "Bundles a switch refused or that timed out",

@@ -20,6 +20,8 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
+NXPIF_NXT_PACKET_IN2 = 2   # packet-in format carrying the controller action's userdata (os-ken lacks the name)
+
 LOG = logging.getLogger(__name__)
 _ENGINE = None   # the FlowEngine this process serves (os-ken builds apps itself, without arguments)
 
@@ -49,7 +51,10 @@ class BrIntApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @_guarded("features")
     def switch_features(self, ev):
-        self.engine.datapath_up(ev.msg.datapath)
+        dp = ev.msg.datapath
+        # the deny log's packet-ins carry userdata (rule, VPC, direction): NXT_PACKET_IN2 only
+        dp.send_msg(dp.ofproto_parser.NXTSetPacketInFormatMsg(dp, NXPIF_NXT_PACKET_IN2))
+        self.engine.datapath_up(dp)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     @_guarded("disconnect")
@@ -73,6 +78,12 @@ class BrIntApp(app_manager.OSKenApp):
             LOG.error("datapath %s sent an error for a request nobody waits for: type=%s code=%s",
                       ev.msg.datapath.id, ev.msg.type, ev.msg.code)
             self.engine.metrics.errors.labels(where="switch_error").inc()
+
+    @set_ev_cls(ofp_event.EventNXTPacketIn2, MAIN_DISPATCHER)
+    @_guarded("packet_in")
+    def packet_in(self, ev):
+        msg = ev.msg
+        self.engine.packet_in(msg.datapath, msg.data or b"", msg.userdata or b"")
 
     def _reply(self, ev, multipart: bool):
         link = self.engine.link_of(ev.msg.datapath)

@@ -75,6 +75,7 @@ policy owner of the VPC on every node where the VPC is present).
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -88,8 +89,8 @@ from .fields import (
 from .inputs import ClusterIn, PodIn
 from .policy_inputs import NetworkPolicyIn, NpRuleIn, SecurityGroupIn
 from .model import (
-    DROP, ICMP, ICMP6, IP, IPV6, SCTP, SCTP6, TCP, TCP6, UDP, UDP6, Conjunction, Ct, Flow, Goto, Load,
-    Match, Move,
+    DROP, ICMP, ICMP6, IP, IPV6, SCTP, SCTP6, TCP, TCP6, UDP, UDP6, Conjunction, Controller, Ct, Flow, Goto,
+    Load, Match, Move,
 )
 from .pipeline import PIPELINE
 
@@ -100,6 +101,9 @@ P_PASS = 64000
 P_SG_BASE = 50000          # sg priority p -> P_SG_BASE - 2p (allow), +1 (deny); p = 0: allowSameGroup
 P_NP_ALLOW = 30000
 P_NP_DENY = 29000
+LOG_METER_ID = 1          # datapath meter limiting the deny log's packet-ins (installed per bridge)
+LOG_USERDATA = struct.Struct("!IHB")   # deny-log userdata: rule id, VPC id, direction (DIRECTIONS index)
+LOG_MAX_LEN = 128         # bytes of a denied packet sent to the controller: headers for the 5-tuple
 P_COMMIT = 300             # ct_commit: new connections, with the rule ids (vpc.py's plain commit is 200)
 P_UNREVOKE = 310
 
@@ -418,21 +422,53 @@ def _target_match(vpc_m, direction: str, pod: PodIn) -> Match:
     return Match(vpc_m, TARGET_OFPORT.eq(pod.ofport))
 
 
-def _verdicts(direction: str, allow: bool, rid: int, zone: int) -> list[tuple[dict, tuple]]:
-    """[(extra match fields, actions)]: allow is one flow; deny drops new packets and revokes
-    established connections (split on ct_state est, and per address family for ct())."""
+@lru_cache(maxsize=1 << 14)
+def _deny_log(direction: str, rid: int, vpc_id: int) -> tuple:
+    """A new connection's denied packet goes to the controller's audit log through the log meter
+    (at most its rate reaches the controller; the packet itself is dropped either way). The
+    userdata names the rule, the VPC and the direction (app/policy_audit.py decodes it)."""
+    user = LOG_USERDATA.pack(rid, vpc_id, DIRECTIONS.index(direction))
+    return (Controller(max_len=LOG_MAX_LEN, userdata=user, meter_id=LOG_METER_ID),)
+
+
+def _verdicts(direction: str, allow: bool, rid: int, zone: int, vpc_id: int) -> list[tuple[dict, tuple]]:
+    """[(extra match fields, actions)]: allow is one flow; deny drops (and logs) new packets and
+    revokes established connections (split on ct_state est, and per address family for ct())."""
     if allow:
         return [({}, (Load(RULE_REG[direction], rid), Goto(NEXT[direction])))]
     revoke = (Ct(commit=True, zone=zone, exec_=(Load.mark(CT_POLICY_REVOKED),)),)
-    return [({"ct_state": "-est+trk"}, DROP),
+    return [({"ct_state": "-est+trk"}, _deny_log(direction, rid, vpc_id)),
             ({"ct_state": "+est+trk", "dl_type": IP.dl_type}, revoke),      # ct() needs ip or ipv6
             ({"ct_state": "+est+trk", "dl_type": IPV6.dl_type}, revoke)]
 
 
 def policy_flows(cluster: ClusterIn, node: str, vpc: str) -> frozenset[Flow]:
     """The flows of owner ``policy/<vpc>`` on ``node`` (empty when no policy applies there)."""
+    return _node_policy(cluster, node, vpc, False)[0]
+
+
+def verdict_rules(cluster: ClusterIn, node: str, vpc: str) -> dict[Flow, tuple[str, str, str]]:
+    """Audit identity of the flows that decide: verdict flow -> (rule, "allow"|"deny", direction).
+    ``rule`` is the rule key (``np/<ns>/<name>/<dir>/<i>``, ``sg/<group>/<rule id>``,
+    ``sg/<group>/same-group/<dir>``), ``np/<ns>/default-deny/<dir>`` for NetworkPolicy isolation,
+    or ``revoked/<dir>`` for the replies of revoked connections. Flows that only feed a
+    conjunction (clauses) and the stateful pass-throughs are not verdicts. One rule owns many
+    flows (pieces, targets, the est/new split); the counters add them up."""
+    return _node_policy(cluster, node, vpc, True)[1]
+
+
+def rule_names(cluster: ClusterIn, vpc: str) -> dict[int, str]:
+    """rule id (reg4/reg5, ct_label, deny-log userdata) -> rule key, for the rules of ``vpc``."""
+    if not cluster.has_policy or cluster.find_vpc(vpc) is None:
+        return {}
+    pol = vpc_policy(cluster, vpc)
+    return {rule_id(pc.rule): pc.rule for d in DIRECTIONS for pc in pol.pieces[d]}
+
+
+def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> tuple[frozenset[Flow], dict]:
+    rules: dict[Flow, tuple[str, str, str]] = {}
     if not cluster.has_policy or vpc not in cluster.vpcs_on_node(node):
-        return frozenset()
+        return frozenset(), rules
     v = cluster.vpc(vpc)
     pol = vpc_policy(cluster, vpc)
     local = {p.key: p for p in cluster.active_pods_of_vpc(vpc) if p.node == node}
@@ -458,31 +494,41 @@ def policy_flows(cluster: ClusterIn, node: str, vpc: str) -> frozenset[Flow]:
                 dims.append(_port_matches(vpc_m, pc.ports))
             if not dims:
                 for m in tms:
-                    plain.setdefault((pc.priority, m), _verdicts(d, pc.allow, rid, zone))
+                    plain.setdefault((pc.priority, m), (pc.rule, pc.allow, _verdicts(d, pc.allow, rid, zone, v.vpc_id)))
                 continue
             cid = pol.conj_ids[(d, pc.key)]
             n = len(dims) + 1
             for k, ms in enumerate([tuple(tms)] + dims, 1):
                 for m in dict.fromkeys(ms):
                     clauses[(pc.priority, m)].append(Conjunction(cid, k, n))
-            for extra, actions in _verdicts(d, pc.allow, rid, zone):
+            for extra, actions in _verdicts(d, pc.allow, rid, zone, v.vpc_id):
                 flows.append(fl(table, pc.priority, Match(conj_id=cid, **extra), actions, owner=owner))
-        for (prio, m), verdicts in plain.items():
+                if with_rules:
+                    rules[flows[-1]] = (pc.rule, "allow" if pc.allow else "deny", d)
+        for (prio, m), (rule, allow, verdicts) in plain.items():
             for extra, actions in verdicts:
                 flows.append(fl(table, prio, m.with_(**extra) if extra else m, actions, owner=owner))
+                if with_rules:
+                    rules[flows[-1]] = (rule, "allow" if allow else "deny", d)
         for (prio, m), conj in clauses.items():
             if (prio, m) in plain:              # a plain flow decides this target at this priority
                 continue
             flows.append(fl(table, prio, m, tuple(sorted(conj, key=lambda c: (c.conj_id, c.clause))), owner=owner))
         for key in sorted(pol.isolated[d]):
             if key in local:
-                for extra, actions in _verdicts(d, False, 0, zone):
+                for extra, actions in _verdicts(d, False, 0, zone, v.vpc_id):
                     flows.append(fl(table, P_NP_DENY, _target_match(vpc_m, d, local[key]).with_(**extra), actions,
                                     owner=owner))
+                    if with_rules:
+                        rules[flows[-1]] = (f"np/{key[0]}/default-deny/{d}", "deny", d)
         nxt = (Goto(NEXT[d]),)
-        flows += [
+        revoked = [
             fl(table, P_REVOKED_REPLY, Match(vpc_m, CT_POLICY_REVOKED, ct_state="+rpl+trk"), DROP, owner=owner),
             fl(table, P_REVOKED_REL, Match(vpc_m, CT_POLICY_REVOKED, ct_state="+rel+trk"), DROP, owner=owner),
+        ]
+        if with_rules:
+            rules.update((f, (f"revoked/{d}", "deny", d)) for f in revoked)
+        flows += revoked + [
             fl(table, P_REPLY, Match(vpc_m, ct_state="+est+rpl+trk"), nxt, owner=owner),
             fl(table, P_PASS, Match(vpc_m, ct_state="+rel+trk"), nxt, owner=owner),
             fl(table, P_PASS, Match(vpc_m, ct_state="-trk"), nxt, owner=owner),
@@ -496,7 +542,7 @@ def policy_flows(cluster: ClusterIn, node: str, vpc: str) -> frozenset[Flow]:
                (Ct(commit=True, zone=zone, exec_=(Load(CT_MARK_POLICY, 0),) + labels), Goto("output")),
                owner=owner),
         ]
-    return frozenset(flows)
+    return frozenset(flows), rules
 
 
 def naive_flow_count(cluster: ClusterIn, node: str, vpc: str) -> int:

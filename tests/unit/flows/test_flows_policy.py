@@ -18,6 +18,7 @@ from flow_invariants import all_flows, compile_checked
 from flow_scenarios import mac
 from policy_model import allowed
 from vpcnet.flows import policy
+from vpcnet.flows.model import Conjunction
 from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected
 from vpcnet.flows.inputs import ClusterIn, InputError, NodeIn, PodIn, SubnetIn, VpcIn
 from vpcnet.flows.policy_inputs import (
@@ -356,3 +357,23 @@ def test_from_spec_reads_the_validated_intent_shapes():
          "ports": [[5432, 5432]], "remoteNamespace": "trading", "action": "allow", "priority": 10},
         {"id": "1", "direction": "ingress", "protocol": "any", "ports": [], "action": "deny", "priority": 1000}]})
     assert sg.rules[0].ports == ((5432, 5432),) and sg.rules[1].action == "deny" and sg.allow_same_group
+
+
+def test_every_deciding_flow_has_its_rule_for_the_audit_counters():
+    sg = SecurityGroupIn("g1", (SgRuleIn("no-ssh", "ingress", "tcp", ((22, 22),), action="deny", priority=5),),
+                         False, ("ns2",))
+    c = base(network_policies=(DB_IN,), security_groups=(sg,))
+    flows = policy.policy_flows(c, "n2", "v")
+    rules = policy.verdict_rules(c, "n2", "v")
+    assert set(rules) <= flows
+    for f in flows:
+        deciding = (f.table in ("egress_policy", "ingress_policy") and f.priority < policy.P_PASS
+                    and not any(isinstance(a, Conjunction) for a in f.actions) and f.priority)
+        assert bool(deciding) == (f in rules and not rules[f][0].startswith("revoked/")), f
+    labels = set(rules.values())
+    assert ("np/ns2/db-in/ingress/0", "allow", "ingress") in labels
+    assert ("np/ns2/default-deny/ingress", "deny", "ingress") in labels
+    assert ("sg/g1/no-ssh", "deny", "ingress") in labels
+    assert ("revoked/egress", "deny", "egress") in labels
+    names = policy.rule_names(c, "v")
+    assert names[policy.rule_id("np/ns2/db-in/ingress/0")] == "np/ns2/db-in/ingress/0"
