@@ -30,6 +30,7 @@ import netaddr
 
 from vpcnet.app.ipam.plan import SubnetPlan
 from vpcnet.app.intent.workload import ANN_SECURITY_GROUPS
+from vpcnet.flows.inputs import peering_overlap
 from vpcnet.flows import (
     ClusterIn, InputError, NamespaceIn, NetworkPolicyIn, NodeIn, PodIn, SecurityGroupIn, SubnetIn, VpcIn,
     node_router_mac,
@@ -206,7 +207,7 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
             problems.append(f"Vpc/{row.name}: has no VPC id yet (re-apply it); left out")
             continue
         try:
-            vpcs[row.name] = VpcIn(row.name, row.zone[0], row.vni or 1)
+            vpcs[row.name] = VpcIn(row.name, row.zone[0], row.vni or 1, peers=tuple(_json(row.spec).get("peers") or ()))
         except InputError as exc:
             problems.append(f"Vpc/{row.name}: {exc}")
 
@@ -237,6 +238,7 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         except InputError as exc:
             problems.append(f"Subnet/{row.name}: {exc}")
 
+    problems += _peering_problems(vpcs, subnets)
     nodes: dict[str, NodeIn] = {}
     node_by_dpid: dict[int, str] = {}
     node_by_mac: dict[str, str] = {}     # routed packets' source MAC must be unique per node
@@ -298,6 +300,24 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
     topo = Topology(cluster, index.problem_list(), node_by_dpid, node_specs, index)
     index.owner = topo
     return topo
+
+
+def _peering_problems(vpcs: dict[str, VpcIn], subnets: dict[str, SubnetIn]) -> list[str]:
+    """Peerings asked for but not established (ClusterIn.peers_of leaves them out)."""
+    by_vpc: dict[str, list[SubnetIn]] = {}
+    for s in subnets.values():
+        by_vpc.setdefault(s.vpc, []).append(s)
+    out = []
+    for v in sorted(vpcs.values(), key=lambda v: v.name):
+        for name in v.peers:
+            peer = vpcs.get(name)
+            if peer is None:
+                out.append(f"Vpc/{v.name}: peer {name!r} is unknown or left out; not peered")
+            elif v.name not in peer.peers:
+                out.append(f"Vpc/{v.name}: peer {name!r} does not list {v.name!r} in spec.peers; not peered yet")
+            elif v.name < name and (clash := peering_overlap(v.name, name, by_vpc)) is not None:
+                out.append(f"Vpc/{v.name}: cannot peer with {name!r}: {clash[0]} overlaps {clash[1]}")
+    return out
 
 
 def _pod_of_row(row, subnet_of, ofport_of) -> tuple[PodIn | None, tuple | None]:

@@ -133,14 +133,21 @@ def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
     out = {"base", f"node/{node}"}
     for vpc in cluster.vpcs_on_node(node):
         out |= _vpc_owners(cluster, vpc)
-        if cluster.has_policy:
+        if has_policy_owner(cluster, vpc):
             out.add(f"policy/{vpc}")
     return frozenset(out)
 
 
+def has_policy_owner(cluster: ClusterIn, vpc: str) -> bool:
+    """Whether ``vpc`` has the owner ``policy/<vpc>`` where it is present: the cluster has
+    security policy, or the VPC is peered (cross-VPC traffic is denied unless allowed)."""
+    return cluster.has_policy or bool(cluster.peers_of(vpc))
+
+
 def _policy_owners(cluster: ClusterIn, vpc: str) -> frozenset[str]:
     """``policy/<vpc>`` where the cluster has security policy (one owner per VPC, see policy.py)."""
-    return frozenset((f"policy/{vpc}",)) if cluster.has_policy and cluster.find_vpc(vpc) is not None else frozenset()
+    return (frozenset((f"policy/{vpc}",)) if cluster.find_vpc(vpc) is not None and has_policy_owner(cluster, vpc)
+            else frozenset())
 
 
 @lru_cache(maxsize=1 << 16)
@@ -229,8 +236,9 @@ def compile_node(cluster: ClusterIn, node: str) -> dict[str, frozenset[Flow]]:
             out[s.owner] = subnet_flows(cluster, s, nd)
             for p in cluster.local_pods(node, s.name):
                 out[p.owner] = local_pod_flows(p, s, vpc) | shared_pod_flows(p, s, vpc)
-    if cluster.has_policy:
-        for vpc_name in present:
+    policy = [v for v in present if has_policy_owner(cluster, v)]
+    if policy:
+        for vpc_name in policy:
             out[f"policy/{vpc_name}"] = policy_flows(cluster, node, vpc_name)
         out = dict(sorted(out.items(), key=_by_owner))
     return out
@@ -288,6 +296,8 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
             vpcs = {name}
         else:
             vpcs = {c.find_subnet(name).vpc for c in (before, after) if c.find_subnet(name) is not None}
+        # peers: their presence follows this VPC's, their routes and policy name its CIDRs
+        vpcs |= {p for v in vpcs for c in (before, after) for p in c.peers_of(v)}
         for vpc in vpcs:
             owners = (_vpc_owners(before, vpc) | _vpc_owners(after, vpc) | _policy_owners(before, vpc)
                       | _policy_owners(after, vpc))
@@ -320,6 +330,14 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
             if policy:   # peers, targets and labels: the VPC's policy flows on every node
                 for n in nodes_before | nodes_after:
                     out[n] |= policy
+            for peer in set(before.peers_of(vpc)) | set(after.peers_of(vpc)):
+                # a peer is present wherever this VPC is: it comes and goes with it
+                p_before, p_after = before.nodes_with_vpc(peer), after.nodes_with_vpc(peer)
+                if p_before is not p_after and p_before != p_after:
+                    owners = (_vpc_owners(before, peer) | _vpc_owners(after, peer) | _policy_owners(before, peer)
+                              | _policy_owners(after, peer))
+                    for n in p_before ^ p_after:
+                        out[n] |= owners
         for n, extra in out.items():
             res[n] = res.get(n, frozenset()) | extra
         if len(vpcs) == 1:

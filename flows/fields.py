@@ -11,8 +11,9 @@ reg0   packet classification
        [4]      TARGET_OFPORT_SET 1 = reg3 holds the output port (mark OUTPUT_TO_TARGET)
                                   written: l2_fwd              read: output
        [5..31]  reserved
-reg1   [0..31]  VPC_ID            VpcIn.vpc_id (1..65535, see inputs.py)
-                                  written: classifier          read: ct_zone, l3_fwd, l3_neigh, ct_commit
+reg1   [0..31]  VPC_ID            VpcIn.vpc_id (1..65535, see inputs.py); a peering route (l3_fwd)
+                                  rewrites it to the peer VPC the packet is routed into
+                                  written: classifier, l3_fwd  read: ct_zone, l3_fwd, l3_neigh, ct_commit
 reg2   [0..31]  SUBNET_ID         SubnetIn.subnet_id of the L2 segment the packet is in. The classifier
                                   writes the source subnet; l3_fwd rewrites it to the destination subnet,
                                   so l2_fwd and output always see the segment the packet leaves on (and
@@ -24,7 +25,12 @@ reg4   [0..31]  POLICY_EGRESS_RULE  id of the rule that admitted the packet on e
                                   written: egress_policy       read: ct_commit (-> ct_label[32..63])
 reg5   [0..31]  POLICY_INGRESS_RULE id of the rule that admitted the packet on ingress (0: no policy)
                                   written: ingress_policy      read: ct_commit (-> ct_label[0..31])
-reg6..reg7      reserved for security policy
+reg6   [0..15]  PEER_SRC_VPC      vpc_id of the peered VPC a routed packet came from (0: not peered);
+                                  set by a peering route in l3_fwd, which also rewrites VPC_ID to the
+                                  destination VPC
+                                  written: l3_fwd              read: ct_commit (commit in the source zone too)
+       [16..31] reserved for security policy
+reg7            reserved for security policy
 reg8..reg11     reserved for service load balancing (endpoint address/port)
 reg12..reg15    free
 metadata        unused on purpose: registers are cheaper and need no instruction ordering.
@@ -165,6 +171,9 @@ CT_POLICY_REVOKED = Mark("CT_POLICY_REVOKED", CT_MARK_POLICY, 1)
 POLICY_EGRESS_RULE = BitField("POLICY_EGRESS_RULE", "reg4", 0, 31, "egress rule id (0: no policy)")
 POLICY_INGRESS_RULE = BitField("POLICY_INGRESS_RULE", "reg5", 0, 31, "ingress rule id (0: no policy)")
 
+# --- reg6: VPC peering -----------------------------------------------------------------------
+PEER_SRC_VPC = BitField("PEER_SRC_VPC", "reg6", 0, 15, "vpc_id of the peered VPC a routed packet came from")
+
 CT_ZONE_MIN = 1
 CT_ZONE_MAX = 65535
 
@@ -179,6 +188,6 @@ def vpc_ct_zone(vpc_id: int) -> int:
 ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
-    POLICY_INGRESS_RULE,
+    POLICY_INGRESS_RULE, PEER_SRC_VPC,
 )
 ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED)

@@ -79,9 +79,14 @@ class VpcIn:
     vpc_id: int
     vni: int
     l3_mode: str = "distributed"   # "distributed": route between subnets; "none": no routing
+    peers: tuple[str, ...] = ()    # VPCs this one agrees to peer with (sorted); see ClusterIn.peers_of
 
     def __post_init__(self):
         _set(self, "name", _name(f"vpc {self.name!r}", "name", self.name))
+        if self.peers or type(self.peers) is not tuple:
+            _set(self, "peers", _names(f"vpc {self.name}", "peers", self.peers))
+            if self.name in self.peers:
+                raise InputError(f"vpc {self.name}: peers lists the VPC itself")
         _int(f"vpc {self.name}", "vpc_id", self.vpc_id, 1, 0xFFFF)
         _int(f"vpc {self.name}", "vni", self.vni, 1, (1 << 24) - 1)
         if self.l3_mode not in L3_MODES:
@@ -219,6 +224,32 @@ class NodeIn:
         return self._router_mac
 
 
+def _mutual_peers(vpcs, by_name: dict, subnets_by_vpc: dict) -> dict[str, tuple[str, ...]]:
+    """vpc -> the VPCs it is peered with (see ``ClusterIn.peers_of``)."""
+    out: dict[str, list[str]] = {}
+    for v in vpcs:
+        for name in v.peers:
+            p = by_name.get(name)
+            if (p is None or v.name not in p.peers or v.name > name or v.l3_mode != "distributed"
+                    or p.l3_mode != "distributed" or peering_overlap(v.name, name, subnets_by_vpc)):
+                continue
+            out.setdefault(v.name, []).append(name)
+            out.setdefault(name, []).append(v.name)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def peering_overlap(a: str, b: str, subnets_by_vpc: dict) -> tuple[str, str] | None:
+    """The first pair of overlapping CIDRs of VPCs ``a`` and ``b`` (None: disjoint)."""
+    nets_a = [netaddr.IPNetwork(c) for s in subnets_by_vpc.get(a, ()) for c in s.cidrs]
+    for s in subnets_by_vpc.get(b, ()):
+        for c in s.cidrs:
+            nb = netaddr.IPNetwork(c)
+            for na in nets_a:
+                if na.version == nb.version and na.first <= nb.last and nb.first <= na.last:
+                    return str(na.cidr), str(nb.cidr)
+    return None
+
+
 def _index(items: Iterable, key, what: str) -> dict:
     out: dict = {}
     for it in items:
@@ -331,6 +362,7 @@ class ClusterIn:
             by_vpc.setdefault(s.vpc, []).append(s)
         _set(self, "_subnets_by_vpc", {k: tuple(v) for k, v in by_vpc.items()})
         claims = self._validate()
+        _set(self, "_peering", _mutual_peers(self.vpcs, self._vpcs, self._subnets_by_vpc))
         _set(self, "_pods", PMap(pods))
         _set(self, "_claims", PMap(claims))
         active_by_vpc: dict[str, list] = {}
@@ -525,11 +557,37 @@ class ClusterIn:
         return out
 
     def vpcs_on_node(self, node: str) -> frozenset[str]:
-        """VPCs with at least one active pod on ``node`` (only these get flows there)."""
-        return self._vpcs_by_node.get(node, _NO_VPCS)
+        """VPCs *present* on ``node`` (only these get flows there): those with at least one active
+        pod on it, and their peers (``peers_of``: a pod routes into a peer VPC on its own node,
+        which therefore needs the peer's subnets and pod addresses)."""
+        raw = self._vpcs_by_node.get(node, _NO_VPCS)
+        if not self._peering or not raw:
+            return raw
+        memo = self.value_memo()
+        hit = memo.get(("present", node))
+        if hit is None:
+            extra = {p for v in raw for p in self._peering.get(v, ())}
+            hit = memo[("present", node)] = raw if extra <= raw else raw | extra
+        return hit
 
     def nodes_with_vpc(self, vpc: str) -> frozenset[str]:
-        return self._nodes_by_vpc.get(vpc, _NO_VPCS)
+        """Nodes where ``vpc`` is present (see ``vpcs_on_node``)."""
+        raw = self._nodes_by_vpc.get(vpc, _NO_VPCS)
+        peers = self._peering.get(vpc) if self._peering else None
+        if not peers:
+            return raw
+        memo = self.value_memo()
+        hit = memo.get(("nodes", vpc))
+        if hit is None:
+            hit = raw.union(*(self._nodes_by_vpc.get(p, _NO_VPCS) for p in peers))
+            memo[("nodes", vpc)] = hit = raw if hit == raw else hit
+        return hit
+
+    def peers_of(self, vpc: str) -> tuple[str, ...]:
+        """The VPCs ``vpc`` is peered with: both list each other in ``peers``, both route
+        (l3_mode distributed) and no CIDR of one overlaps a CIDR of the other (a peering whose
+        address spaces overlap is not established: routing could not tell them apart)."""
+        return self._peering.get(vpc, ())
 
     def value_memo(self) -> dict:
         """Scratch dict for values derived from this whole cluster value (never shared with a

@@ -68,9 +68,26 @@ group; a rule applies to every member in its direction; remote = CIDR, members o
 group, pods of a namespace, or (none) every peer. References to unknown groups or namespaces
 select nothing (objects arrive in any order; the app should warn).
 
-Not here yet (next sitting): VPC peering, per-rule counters/Prometheus, deny logging with a
-meter, controller wiring, finer owners (today a policy or a pod label change recompiles the
-policy owner of the VPC on every node where the VPC is present).
+VPC peering (``ClusterIn.peers_of``: both VPCs list each other, address spaces disjoint):
+subnet.py routes a pod's packet into a peer's subnet, rewriting VPC_ID to the peer and setting
+PEER_SRC_VPC. No packet crosses unless a rule in *both* VPCs allows it: the owner ``policy/<vpc>``
+exists wherever a peered VPC is present, even without any policy object, and holds
+  20001  ingress: target = the uplink -> pass (ingress verdicts are the receiving node's)
+  20000  PEERING DENY: egress ``FROM_POD, nw_dst=<peer CIDR>``, ingress ``nw_src=<peer CIDR>``
+         (below every SG and NetworkPolicy verdict: an SG rule with that remote CIDR, or a
+         NetworkPolicy ipBlock, allows; rule keys ``peering/<vpc>/<peer>/<dir>``)
+    320  ct_commit: a new connection routed in from peer P is committed in P's zone as well as
+         this VPC's (with the rule ids), so replies find it in whichever zone they are tracked:
+         a reply leaving a pod of this VPC is tracked in this VPC's zone, and one arriving from
+         the fabric on the client's node in P's zone.
+NetworkPolicy pod and namespace selectors select pods of the policy's own VPC only (ipBlock is
+the way to name a peer's addresses; a named port is never resolved on a peer's pod).
+
+Audit: ``verdict_rules`` names the rule of every deciding flow (per-rule counters) and deny
+verdicts of new connections log through a meter (app/policy_audit.py).
+
+Not here yet: finer owners (today a policy or a pod label change recompiles the policy owner
+of the VPC on every node where the VPC is present).
 """
 from __future__ import annotations
 
@@ -83,8 +100,8 @@ from functools import lru_cache
 import netaddr
 
 from .fields import (
-    CT_LABEL_EGRESS_RULE, CT_LABEL_RULE, CT_MARK_POLICY, CT_POLICY_REVOKED, POLICY_EGRESS_RULE,
-    POLICY_INGRESS_RULE, TARGET_OFPORT, VPC_ID, vpc_ct_zone,
+    CT_LABEL_EGRESS_RULE, CT_LABEL_RULE, CT_MARK_POLICY, CT_POLICY_REVOKED, FROM_POD, PEER_SRC_VPC,
+    POLICY_EGRESS_RULE, POLICY_INGRESS_RULE, TARGET_OFPORT, VPC_ID, vpc_ct_zone,
 )
 from .inputs import ClusterIn, PodIn
 from .policy_inputs import NetworkPolicyIn, NpRuleIn, SecurityGroupIn
@@ -101,6 +118,9 @@ P_PASS = 64000
 P_SG_BASE = 50000          # sg priority p -> P_SG_BASE - 2p (allow), +1 (deny); p = 0: allowSameGroup
 P_NP_ALLOW = 30000
 P_NP_DENY = 29000
+P_PEER_UPLINK = 20001
+P_PEER_DENY = 20000
+P_PEER_COMMIT = 320
 LOG_METER_ID = 1          # datapath meter limiting the deny log's packet-ins (installed per bridge)
 LOG_USERDATA = struct.Struct("!IHB")   # deny-log userdata: rule id, VPC id, direction (DIRECTIONS index)
 LOG_MAX_LEN = 128         # bytes of a denied packet sent to the controller: headers for the 5-tuple
@@ -467,7 +487,7 @@ def rule_names(cluster: ClusterIn, vpc: str) -> dict[int, str]:
 
 def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> tuple[frozenset[Flow], dict]:
     rules: dict[Flow, tuple[str, str, str]] = {}
-    if not cluster.has_policy or vpc not in cluster.vpcs_on_node(node):
+    if not (cluster.has_policy or cluster.peers_of(vpc)) or vpc not in cluster.vpcs_on_node(node):
         return frozenset(), rules
     v = cluster.vpc(vpc)
     pol = vpc_policy(cluster, vpc)
@@ -534,6 +554,7 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
             fl(table, P_PASS, Match(vpc_m, ct_state="-trk"), nxt, owner=owner),
         ]
     labels = (Move(POLICY_INGRESS_RULE, CT_LABEL_RULE), Move(POLICY_EGRESS_RULE, CT_LABEL_EGRESS_RULE))
+    flows += _peering_flows(cluster, node, v, owner, labels, rules if with_rules else None)
     for proto in (IP, IPV6):
         flows += [
             fl("ct_commit", P_COMMIT, Match(proto, vpc_m, ct_state="+new+trk"),
@@ -543,6 +564,41 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
                owner=owner),
         ]
     return frozenset(flows), rules
+
+
+def _peering_flows(cluster: ClusterIn, node: str, v, owner: str, labels: tuple, rules: dict | None) -> list[Flow]:
+    """Deny across a peering unless a rule allows; the second commit (see the module doc)."""
+    peers = cluster.peers_of(v.name)
+    if not peers:
+        return []
+    fl = PIPELINE.flow
+    vpc_m = VPC_ID.eq(v.vpc_id)
+    zone = vpc_ct_zone(v.vpc_id)
+    uplink = cluster.node(node).uplink_ofport
+    flows = [fl("ingress_policy", P_PEER_UPLINK, Match(vpc_m, TARGET_OFPORT.eq(uplink)), (Goto(NEXT["ingress"]),),
+                owner=owner)]
+    for name in peers:
+        peer = cluster.vpc(name)
+        cidrs = [c for s in cluster.subnets_of(name) for c in s.cidrs]
+        for d in DIRECTIONS:
+            rkey = f"peering/{v.name}/{name}/{d}"
+            rid = rule_id(rkey)
+            for m in _peer_matches(vpc_m, d, tuple(cidrs)):
+                base = m.with_(FROM_POD) if d == "egress" else m
+                for extra, actions in _verdicts(d, False, rid, zone, v.vpc_id):
+                    if extra.get("dl_type", base["dl_type"]) != base["dl_type"]:
+                        continue     # the est split per address family: only this one's
+                    extra = {k: x for k, x in extra.items() if k != "dl_type"}
+                    flows.append(fl(TABLE[d], P_PEER_DENY, base.with_(**extra) if extra else base, actions,
+                                    owner=owner))
+                    if rules is not None:
+                        rules[flows[-1]] = (rkey, "deny", d)
+        for proto in (IP, IPV6):
+            flows.append(fl("ct_commit", P_PEER_COMMIT,
+                            Match(proto, vpc_m, PEER_SRC_VPC.eq(peer.vpc_id), ct_state="+new+trk"),
+                            (Ct(commit=True, zone=vpc_ct_zone(peer.vpc_id)), Ct(commit=True, zone=zone, exec_=labels),
+                             Goto("output")), owner=owner))
+    return flows
 
 
 def naive_flow_count(cluster: ClusterIn, node: str, vpc: str) -> int:

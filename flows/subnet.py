@@ -22,6 +22,12 @@
   dst MAC, or drops unknown destinations). Every route matches
   VPC_ID, so there is no route between VPCs by construction. A *private* subnet only accepts
   routed traffic from itself and its ``allow_subnets`` (one route per allowed source subnet);
+* l3_fwd (priority 200): *peering routes* into this subnet from every VPC peered with its VPC
+  (``ClusterIn.peers_of``; not into private subnets): a pod packet of the peer VPC addressed to
+  the peer's router MAC with a destination here -> dec_ttl, node router MAC, VPC_ID = this VPC,
+  SUBNET_ID = this subnet, PEER_SRC_VPC = the peer -> l3_neigh. From then on the packet is this
+  VPC's: its ingress policy judges it and ct_commit commits it in both zones (policy.py). A VPC
+  is present wherever a peer has a pod, so these routes and the pods' l3_neigh entries are there;
 * l2_fwd (100): broadcast/multicast -> every local pod port of the subnet (in ofport order) and
   the uplink tagged with the subnet VLAN (OVS never outputs to the in_port, so nothing hairpins);
 * l2_fwd (50): any other unicast is for a pod on another node (or outside): reg3 = uplink;
@@ -40,7 +46,7 @@ import itertools
 from functools import lru_cache
 
 from .base import P_HIGH, P_LOW, P_NORMAL
-from .fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, SUBNET_ID, TARGET_OFPORT, VPC_ID
+from .fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, PEER_SRC_VPC, SUBNET_ID, TARGET_OFPORT, VPC_ID
 from .inputs import ClusterIn, NodeIn, SubnetIn, VpcIn
 from .model import (
     ARP, DROP, ICMP, ICMP6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST, MULTICAST_BIT, ND_NA, ND_NS, DecTtl,
@@ -60,8 +66,9 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
         sources = tuple(cluster.subnet(n).subnet_id for n in sorted({subnet.name, *subnet.allow_subnets}))
     else:
         sources = None
+    peers = () if subnet.private else tuple(cluster.vpc(p) for p in cluster.peers_of(vpc.name))
     local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
-    return (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac)
+    return (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac, peers)
             | {_flood(subnet, node.uplink_ofport, local_ports)})
 
 
@@ -76,7 +83,7 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
 STATIC_CACHE_MAX = 1 << 16
 SHARED_CACHE_MAX = 1 << 14
 _shared_cache: dict[tuple[str, int], tuple[SubnetIn, VpcIn, frozenset[Flow]]] = {}
-_static_cache: dict[tuple[str, int, str], tuple[SubnetIn, VpcIn, tuple | None, frozenset[Flow]]] = {}
+_static_cache: dict[tuple[str, int, str], tuple[SubnetIn, VpcIn, tuple | None, tuple, frozenset[Flow]]] = {}
 
 
 def _same(a, b) -> bool:
@@ -91,14 +98,16 @@ def _bounded_put(cache: dict, limit: int, key, value) -> None:
 
 
 def static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int, sources: tuple | None,
-                        node_mac: str) -> frozenset[Flow]:
+                        node_mac: str, peers: tuple = ()) -> frozenset[Flow]:
     """Every flow of the subnet's owner on a node but the flood flow (see ``subnet_flows``)."""
     key = (subnet.name, uplink, node_mac)
     hit = _static_cache.get(key)
-    if hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc) and hit[2] == sources:
-        return hit[3]
-    flows = _shared_subnet_flows(subnet, vpc, uplink) | _route_flows(subnet, vpc, sources, node_mac)
-    _bounded_put(_static_cache, STATIC_CACHE_MAX, key, (subnet, vpc, sources, flows))
+    if (hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc) and hit[2] == sources
+            and hit[3] == peers):
+        return hit[4]
+    flows = (_shared_subnet_flows(subnet, vpc, uplink) | _route_flows(subnet, vpc, sources, node_mac)
+             | _peering_routes(subnet, vpc, peers, node_mac))
+    _bounded_put(_static_cache, STATIC_CACHE_MAX, key, (subnet, vpc, sources, peers, flows))
     return flows
 
 
@@ -159,6 +168,23 @@ def _route_flows(subnet: SubnetIn, vpc: VpcIn, sources: tuple | None, node_mac: 
         for src in srcs:
             parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
             flows.append(fl("l3_fwd", P_NORMAL, Match(*parts, dl_dst=rmac, **{dst: cidr}), route, owner=owner))
+    return frozenset(flows)
+
+
+def _peering_routes(subnet: SubnetIn, vpc: VpcIn, peers: tuple, node_mac: str) -> frozenset[Flow]:
+    """Routes into the subnet from the pods of each peered VPC (see the module doc)."""
+    if not peers or vpc.l3_mode != "distributed":
+        return frozenset()
+    fl = PIPELINE.flow
+    flows = []
+    for peer in peers:
+        route = (DecTtl(), SetField("eth_src", node_mac), Load(VPC_ID, vpc.vpc_id), Load(SUBNET_ID, subnet.subnet_id),
+                 Load(PEER_SRC_VPC, peer.vpc_id), Goto("l3_neigh"))
+        for cidr in subnet.cidrs:
+            proto = ip_proto(cidr)
+            dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
+            flows.append(fl("l3_fwd", P_NORMAL, Match(proto, FROM_POD, VPC_ID.eq(peer.vpc_id), dl_dst=peer.router_mac,
+                                                        **{dst: cidr}), route, owner=subnet.owner))
     return frozenset(flows)
 
 

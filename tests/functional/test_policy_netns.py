@@ -280,6 +280,37 @@ for h in sys.argv[1:]:
 """
 
 
+def _vpcs(peered: bool) -> list[dict]:
+    docs = [dict(d, spec=dict(d["spec"])) for d in VPCS if d["kind"] == "Vpc"]
+    for d in docs:
+        d["spec"]["peers"] = ([v["metadata"]["name"] for v in docs if v is not d]) if peered else []
+    return docs
+
+
+def test_vpc_peering_needs_an_allow_rule_in_both_vpcs(fab):
+    assert not tcp(fab, SHOP, "10.10.0.11", 8080), "not peered: isolated"
+    apply_and_settle(fab, _vpcs(True))
+    try:
+        assert not tcp(fab, SHOP, "10.10.0.11", 8080), "peered, no rule: still refused"
+        apply_and_settle(fab, [security_group("shop-out", [
+            {"name": "to-web", "direction": "egress", "protocol": "tcp", "ports": "8080",
+             "remoteCidr": "10.10.0.0/24"}], namespaces=("shop",))])
+        assert not tcp(fab, SHOP, "10.10.0.11", 8080), "only retail allows"
+        apply_and_settle(fab, [netpol("web-from-shop", {"app": "web"}, ingress=[
+            {"from": [{"ipBlock": {"cidr": "10.30.0.0/24"}}], "ports": [{"port": 8080}]}])])
+        assert tcp(fab, SHOP, "10.10.0.11", 8080), "both allow: routed across VPCs, reply back"
+        assert not tcp(fab, SHOP, "10.10.0.12", 5432), "db is not allowed by finance"
+        assert not fab.ping(SHOP, "10.10.0.11", count=2, wait=0.5), "ICMP allowed by neither"
+        assert not tcp(fab, WEB, "10.30.0.31", 8080), "the other direction is not allowed"
+        assert tcp(fab, CLIENT, "10.10.0.12", 5432), "inside finance: db is selected by no policy, still open"
+        assert not tcp(fab, CLIENT, "10.10.0.11", 8080), "web is isolated by web-from-shop: client is not in it"
+    finally:
+        delete_and_settle(fab, [{"kind": "NetworkPolicy", "namespace": "trading", "name": "web-from-shop"},
+                                {"kind": "SecurityGroup", "name": "shop-out"}])
+        apply_and_settle(fab, _vpcs(False))
+    assert not tcp(fab, SHOP, "10.10.0.11", 8080), "peering removed: isolated again"
+
+
 # --- anti-spoofing -------------------------------------------------------------------------------
 def _csum(data: bytes) -> int:
     if len(data) % 2:

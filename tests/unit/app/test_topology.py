@@ -245,3 +245,19 @@ def test_pod_rows_carry_what_policy_needs_and_bad_policy_is_a_problem():
     assert [p.name for p in topo.cluster.network_policies] == ["np"]
     assert topo.cluster.security_groups == ()
     assert any(p.startswith("SecurityGroup/bad:") and "0" in p for p in topo.problems), topo.problems
+
+
+def test_peering_from_vpc_specs_and_why_one_is_not_established():
+    def vpc(name, zone, peers):
+        return SimpleNamespace(name=name, zone=[zone], vni=50000 + zone, spec=json.dumps({"peers": peers}))
+    rows = [vpc("finance", 1, ["retail", "ghost"]), vpc("retail", 2, ["finance"]), vpc("ops", 3, ["finance"]),
+            vpc("lab", 4, ["copy"]), vpc("copy", 5, ["lab"])]
+    subnets = [subnet_row("f", "finance", "10.10.0.0/24", 100), subnet_row("r", "retail", "10.30.0.0/24", 101),
+               subnet_row("l", "lab", "10.50.0.0/24", 102), subnet_row("c", "copy", "10.50.0.0/25", 103)]
+    topo = topology.build(rows, subnets, [], NODES, {})
+    assert topo.cluster.peers_of("finance") == ("retail",)
+    assert topo.cluster.peers_of("ops") == () and topo.cluster.peers_of("lab") == ()
+    problems = "\n".join(topo.problems)
+    assert "Vpc/finance: peer 'ghost' is unknown" in problems
+    assert "Vpc/ops: peer 'finance' does not list 'ops'" in problems
+    assert "Vpc/copy: cannot peer with 'lab': 10.50.0.0/25 overlaps 10.50.0.0/24" in problems
