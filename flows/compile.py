@@ -56,7 +56,7 @@ from .cookies import owner_kind
 from .inputs import ClusterIn, PodIn
 from .model import Flow
 from .pod import local_pod_flows, shared_pod_flows
-from .policy import policy_flows
+from .policy import node_independent, policy_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
 
@@ -327,9 +327,16 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
                 owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc) | policy
                 for n in nodes_before ^ nodes_after:
                     out[n] |= owners
-            if policy:   # peers, targets and labels: the VPC's policy flows on every node
-                for n in nodes_before | nodes_after:
-                    out[n] |= policy
+            if policy:
+                # The pod's node(s): its targets. Every node of the VPC only if the pod changed
+                # what every node sees: a peer address, a named port, a rule's pieces.
+                if (before.find_vpc(vpc) is not None and after.find_vpc(vpc) is not None
+                        and node_independent(before, vpc) == node_independent(after, vpc)):
+                    for _, pod in _pod_states(change):
+                        out[pod.node] |= policy
+                else:
+                    for n in nodes_before | nodes_after:
+                        out[n] |= policy
             for peer in set(before.peers_of(vpc)) | set(after.peers_of(vpc)):
                 # a peer is present wherever this VPC is: it comes and goes with it
                 p_before, p_after = before.nodes_with_vpc(peer), after.nodes_with_vpc(peer)

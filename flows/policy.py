@@ -399,6 +399,21 @@ def vpc_policy(cluster: ClusterIn, vpc: str) -> VpcPolicy:
     return out
 
 
+def node_independent(cluster: ClusterIn, vpc: str) -> tuple:
+    """What ``policy_flows`` of ``vpc`` takes from the whole VPC, whatever the node: every piece
+    but its targets (only *local* targets make flows on a node), and the conj ids. Two cluster
+    values with equal ``node_independent`` give a node the same policy flows unless one of its
+    own pods changed: compile.owners_affected then recompiles the owner on that node only."""
+    memo = cluster.value_memo()
+    key = ("policy shared", vpc)
+    hit = memo.get(key)
+    if hit is None:
+        pol = vpc_policy(cluster, vpc)
+        hit = memo[key] = (tuple((d, pc.key, pc.rule, pc.priority, pc.allow, pc.peers, pc.ports)
+                                 for d in DIRECTIONS for pc in pol.pieces[d]), pol.conj_ids)
+    return hit
+
+
 # --- flows -------------------------------------------------------------------------------------
 def _port_masks(lo: int, hi: int) -> list:
     """[lo, hi] as (value, mask) prefixes of 16-bit ports (exact ports as ints)."""

@@ -377,3 +377,40 @@ def test_every_deciding_flow_has_its_rule_for_the_audit_counters():
     assert ("revoked/egress", "deny", "egress") in labels
     names = policy.rule_names(c, "v")
     assert names[policy.rule_id("np/ns2/db-in/ingress/0")] == "np/ns2/db-in/ingress/0"
+
+
+@settings(max_examples=max(20, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cluster_st(), st.data())
+def test_incremental_policy_owners_after_a_pod_change_match_a_full_compile(cluster, data):
+    """owners_affected recompiles a policy owner on the changed pod's node only when nothing
+    every node sees changed; whatever the change, the result must equal compiling everything."""
+    pods = [p for p in cluster.pods if p.vpc == "v"]
+    pod = data.draw(st.sampled_from(pods))
+    how = data.draw(st.sampled_from(["relabel", "delete", "add", "named port", "move"]))
+    if how == "relabel":
+        after = cluster.with_pod(dataclasses.replace(pod, labels=data.draw(labels_st)))
+        owner = pod.owner
+    elif how == "delete":
+        after, owner = cluster.without_pod(pod.namespace, pod.name), pod.owner
+    elif how == "add":
+        new = dataclasses.replace(pod, name="newcomer", ips=("10.1.0.77",), mac=mac(0x177), ofport=77,
+                                  subnet="s1", node=data.draw(st.sampled_from(["n1", "n2"])),
+                                  labels=data.draw(labels_st))
+        after, owner = cluster.with_pod(new), new.owner
+    elif how == "named port":
+        after = cluster.with_pod(dataclasses.replace(pod, named_ports=(("http", "TCP", 8080),)))
+        owner = pod.owner
+    else:
+        after = cluster.with_pod(dataclasses.replace(pod, node="n2" if pod.node == "n1" else "n1", ofport=88))
+        owner = pod.owner
+    affected = owners_affected(Change(cluster, after, owner))
+    for n in ("n1", "n2"):
+        got = dict(compile_node(cluster, n))
+        for o in affected.get(n, ()):
+            flows = compile_owner(after, n, o)
+            if flows:
+                got[o] = flows
+            else:
+                got.pop(o, None)
+        want = compile_node(after, n)
+        assert got == want, (how, n, sorted(o for o in set(got) | set(want) if got.get(o) != want.get(o)))
