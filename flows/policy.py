@@ -356,9 +356,10 @@ def _sg_pieces(cluster: ClusterIn, sg: SecurityGroupIn, pods: list[PodIn]) -> li
 class VpcPolicy:
     """Everything policy.py knows about one VPC, independent of the node."""
 
-    pieces: dict            # direction -> tuple[Piece]
+    pieces: dict            # direction -> tuple[Piece] (sorted by key)
     isolated: dict          # direction -> frozenset of pod keys (NetworkPolicy default deny)
     conj_ids: dict          # (direction, piece key) -> conj id
+    targets_on: dict        # (direction, piece key) -> node -> the piece's targets there
 
 
 def vpc_policy(cluster: ClusterIn, vpc: str) -> VpcPolicy:
@@ -393,8 +394,15 @@ def vpc_policy(cluster: ClusterIn, vpc: str) -> VpcPolicy:
                 slot = slot % 0xFFFF + 1
             used.add(slot)
             conj_ids[(d, pc.key)] = vpc_id << 16 | slot
-    out = VpcPolicy({d: tuple(v) for d, v in pieces.items()}, {d: frozenset(v) for d, v in isolated.items()},
-                    conj_ids)
+    targets_on: dict = {}
+    for d in DIRECTIONS:
+        for pc in pieces[d]:
+            by_node: dict[str, list[PodIn]] = {}
+            for t in pc.targets:
+                by_node.setdefault(t.node, []).append(t)
+            targets_on[(d, pc.key)] = by_node
+    out = VpcPolicy({d: tuple(sorted(v, key=lambda p: p.key)) for d, v in pieces.items()},
+                    {d: frozenset(v) for d, v in isolated.items()}, conj_ids, targets_on)
     memo[key] = out
     return out
 
@@ -466,6 +474,25 @@ def _deny_log(direction: str, rid: int, vpc_id: int) -> tuple:
     return (Controller(max_len=LOG_MAX_LEN, userdata=user, meter_id=LOG_METER_ID),)
 
 
+# Policy flows are mostly the same on every node (verdicts, peer and port clauses, and clause
+# flows whose conjunction set is the same): built once, shared by every node's set.
+@lru_cache(maxsize=1 << 18)
+def _flow(table: str, priority: int, match: Match, actions: tuple, owner: str) -> Flow:
+    return PIPELINE.flow(table, priority, match, actions, owner=owner)
+
+
+@lru_cache(maxsize=1 << 16)
+def _conjunction(cid: int, clause: int, n: int) -> Conjunction:
+    return Conjunction(cid, clause, n)
+
+
+@lru_cache(maxsize=1 << 16)
+def _conj_verdict_flows(d: str, priority: int, cid: int, allow: bool, rid: int, zone: int, vpc_id: int,
+                        owner: str) -> tuple[Flow, ...]:
+    return tuple(_flow(TABLE[d], priority, Match(conj_id=cid, **extra), actions, owner)
+                 for extra, actions in _verdicts(d, allow, rid, zone, vpc_id))
+
+
 def _verdicts(direction: str, allow: bool, rid: int, zone: int, vpc_id: int) -> list[tuple[dict, tuple]]:
     """[(extra match fields, actions)]: allow is one flow; deny drops (and logs) new packets and
     revokes established connections (split on ct_state est, and per address family for ct())."""
@@ -508,7 +535,7 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
     pol = vpc_policy(cluster, vpc)
     local = {p.key: p for p in cluster.active_pods_of_vpc(vpc) if p.node == node}
     owner = f"policy/{vpc}"
-    fl = PIPELINE.flow
+    fl = _flow
     vpc_m = VPC_ID.eq(v.vpc_id)
     zone = vpc_ct_zone(v.vpc_id)
     flows: list[Flow] = []
@@ -516,8 +543,8 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
         table = TABLE[d]
         plain: dict[tuple, tuple] = {}          # (priority, match) -> [(extra, actions)]
         clauses: dict[tuple, list] = defaultdict(list)
-        for pc in sorted(pol.pieces[d], key=lambda p: p.key):
-            targets = [local[t.key] for t in pc.targets if t.key in local]
+        for pc in pol.pieces[d]:
+            targets = [local[t.key] for t in pol.targets_on[(d, pc.key)].get(node, ()) if t.key in local]
             if not targets:
                 continue
             rid = rule_id(pc.rule)
@@ -534,12 +561,13 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
             cid = pol.conj_ids[(d, pc.key)]
             n = len(dims) + 1
             for k, ms in enumerate([tuple(tms)] + dims, 1):
+                conj = _conjunction(cid, k, n)
                 for m in dict.fromkeys(ms):
-                    clauses[(pc.priority, m)].append(Conjunction(cid, k, n))
-            for extra, actions in _verdicts(d, pc.allow, rid, zone, v.vpc_id):
-                flows.append(fl(table, pc.priority, Match(conj_id=cid, **extra), actions, owner=owner))
+                    clauses[(pc.priority, m)].append(conj)
+            for f in _conj_verdict_flows(d, pc.priority, cid, pc.allow, rid, zone, v.vpc_id, owner):
+                flows.append(f)
                 if with_rules:
-                    rules[flows[-1]] = (pc.rule, "allow" if pc.allow else "deny", d)
+                    rules[f] = (pc.rule, "allow" if pc.allow else "deny", d)
         for (prio, m), (rule, allow, verdicts) in plain.items():
             for extra, actions in verdicts:
                 flows.append(fl(table, prio, m.with_(**extra) if extra else m, actions, owner=owner))
