@@ -219,8 +219,20 @@ def _labels(labels: tuple) -> dict:
     return dict(labels)
 
 
-def np_targets(cluster: ClusterIn, np: NetworkPolicyIn, pods: list[PodIn]) -> list[PodIn]:
-    return [p for p in pods if p.namespace == np.namespace and np.pod_selector.matches(_labels(p.labels))]
+def np_targets(cluster: ClusterIn, np: NetworkPolicyIn, pods: list[PodIn], memo: dict | None = None) -> list[PodIn]:
+    """The pods ``np`` selects (its namespace, its podSelector); ``memo`` as for np_peer_pods."""
+    memo = {} if memo is None else memo
+    key = ("targets", np.namespace, np.pod_selector)
+    hit = memo.get(key)
+    if hit is None:
+        by_ns = memo.get("by namespace")
+        if by_ns is None:
+            by_ns = memo["by namespace"] = {}
+            for p in pods:
+                by_ns.setdefault(p.namespace, []).append(p)
+        sel = np.pod_selector
+        hit = memo[key] = [p for p in by_ns.get(np.namespace, ()) if sel.matches(_labels(p.labels))]
+    return hit
 
 
 def _ns_labels(cluster: ClusterIn, ns: str) -> dict:
@@ -232,22 +244,48 @@ def _ns_labels(cluster: ClusterIn, ns: str) -> dict:
     return out
 
 
-def np_peer_pods(cluster: ClusterIn, np: NetworkPolicyIn, peer, pods: list[PodIn]) -> list[PodIn]:
-    out = []
-    for p in pods:
+def np_peer_pods(cluster: ClusterIn, np: NetworkPolicyIn, peer, pods: list[PodIn], memo: dict | None = None
+                 ) -> list[PodIn]:
+    """The pods (of ``pods``, in their order) a podSelector/namespaceSelector peer selects.
+    ``memo``: a dict kept for one ``pods`` list (many policies repeat the same selectors)."""
+    memo = {} if memo is None else memo
+    key = ("peer", np.namespace if peer.namespace_selector is None else None, peer.namespace_selector,
+           peer.pod_selector)
+    hit = memo.get(key)
+    if hit is not None:
+        return hit
+    by_ns = memo.get("by namespace")
+    if by_ns is None:
+        by_ns = memo["by namespace"] = {}
+        for p in pods:
+            by_ns.setdefault(p.namespace, []).append(p)
+    out: list[PodIn] = []
+    for ns, members in by_ns.items():
         if peer.namespace_selector is None:
-            if p.namespace != np.namespace:
+            if ns != np.namespace:
                 continue
-        elif not peer.namespace_selector.matches(_ns_labels(cluster, p.namespace)):
+        elif not peer.namespace_selector.matches(_ns_labels(cluster, ns)):
             continue
-        if peer.pod_selector is not None and not peer.pod_selector.matches(_labels(p.labels)):
-            continue
-        out.append(p)
+        if peer.pod_selector is None:
+            out += members
+        else:
+            out += [p for p in members if peer.pod_selector.matches(_labels(p.labels))]
+    memo[key] = out
     return out
 
 
+def _cidrs_memo(memo: dict, addresses: list) -> tuple[str, ...]:
+    """``_cidrs`` of addresses, remembered in ``memo`` (policies repeat the same peer sets)."""
+    key = ("cidrs", frozenset(a if isinstance(a, str) else (a.version, a.first, a.last) for a in addresses))
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = _cidrs(addresses)
+    return hit
+
+
 def _np_rule_pieces(cluster, np: NetworkPolicyIn, direction: str, i: int, rule: NpRuleIn,
-                    targets: list[PodIn], pods: list[PodIn]) -> list[Piece]:
+                    targets: list[PodIn], pods: list[PodIn], memo: dict | None = None) -> list[Piece]:
+    memo = {} if memo is None else memo
     rkey = f"np/{np.namespace}/{np.name}/{direction}/{i}"
     # peer pod -> its addresses that are peers (all of them, or those inside an ipBlock)
     peer_ips: dict[tuple, tuple[PodIn, set]] = {}
@@ -265,9 +303,9 @@ def _np_rule_pieces(cluster, np: NetworkPolicyIn, direction: str, i: int, rule: 
                         if ips:
                             peer_ips.setdefault(p.key, (p, set()))[1].update(ips)
             else:
-                for p in np_peer_pods(cluster, np, peer, pods):
+                for p in np_peer_pods(cluster, np, peer, pods, memo):
                     peer_ips.setdefault(p.key, (p, set()))[1].update(p.ips)
-        all_peers = _cidrs(cidrs + [ip for _, ips in peer_ips.values() for ip in ips])
+        all_peers = _cidrs_memo(memo, cidrs + [ip for _, ips in peer_ips.values() for ip in ips])
     else:
         peer_ips = {p.key: (p, set(p.ips)) for p in pods}
         all_peers = None
@@ -369,13 +407,14 @@ def vpc_policy(cluster: ClusterIn, vpc: str) -> VpcPolicy:
     if hit is not None:
         return hit
     pods = _pods_of_vpc(cluster, vpc)
+    selections: dict = {}    # selector results and CIDR sets, shared by the policies of this pass
     pieces: dict[str, list[Piece]] = {d: [] for d in DIRECTIONS}
     isolated: dict[str, set] = {d: set() for d in DIRECTIONS}
     for sg in cluster.security_groups:
         for pc in _sg_pieces(cluster, sg, pods):
             pieces[pc.direction].append(pc)
     for np in cluster.network_policies:
-        targets = np_targets(cluster, np, pods)
+        targets = np_targets(cluster, np, pods, selections)
         if not targets:
             continue
         for d, rules in (("ingress", np.ingress), ("egress", np.egress)):
@@ -383,7 +422,7 @@ def vpc_policy(cluster: ClusterIn, vpc: str) -> VpcPolicy:
                 continue
             isolated[d].update(t.key for t in targets)
             for i, rule in enumerate(rules):
-                pieces[d] += _np_rule_pieces(cluster, np, d, i, rule, targets, pods)
+                pieces[d] += _np_rule_pieces(cluster, np, d, i, rule, targets, pods, selections)
     vpc_id = cluster.vpc(vpc).vpc_id
     conj_ids: dict = {}
     for d in DIRECTIONS:
