@@ -230,6 +230,24 @@ def _run_compile(args) -> int:
     print(f"  per node: first {ms(per_node[0])} (builds vpc_policy for the VPC), then p50 "
           f"{ms(pct(per_node[1:] or per_node, 0.5))}, max {ms(max(per_node[1:] or per_node))}")
 
+    def timed_change(make_after, owner: str, inc: list, phases: list, diffs: list, peer: list) -> int:
+        """Time one change (the new value, then the incremental recompile), append its figures,
+        check it against compile_node; returns how many (node, owner) pairs it recompiled."""
+        gc.collect()
+        gc0 = GC.snapshot()
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        after = make_after()
+        t1 = time.perf_counter()
+        out, ph = incremental(cluster, after, owner)
+        inc.append(time.perf_counter() - t0)
+        cpu = time.process_time() - c0
+        gc1 = GC.snapshot()
+        phases.append(dict(ph, new=t1 - t0, cpu=cpu, gc=gc1[0] - gc0[0], full=gc1[1] - gc0[1]))
+        diffs.append(sum(len(f ^ before_policy[n]) for (n, o), f in out.items() if o == f"policy/{VPC}"))
+        peer.append(peer_check(after, out))
+        return len(out)
+
     # --- one NetworkPolicy change ---
     rng = random.Random(args.seed + 1)
     candidates = [i for i, np in enumerate(cluster.network_policies) if np.ingress and np.ingress[0].ports]
@@ -241,21 +259,8 @@ def _run_compile(args) -> int:
         new_rule = dataclasses.replace(rule, ports=rule.ports + (NpPortIn("TCP", 40000 + r),))
         new = dataclasses.replace(old, ingress=(new_rule,) + old.ingress[1:])
         nps = cluster.network_policies[:i] + (new,) + cluster.network_policies[i + 1:]
-        gc.collect()
-        gc0 = GC.snapshot()
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        after = cluster.with_security(network_policies=nps)
-        t1 = time.perf_counter()
-        out, ph = incremental(cluster, after, f"policy/np/{new.namespace}/{new.name}")
-        inc.append(time.perf_counter() - t0)
-        cpu = time.process_time() - c0
-        gc1 = GC.snapshot()
-        phases.append(dict(ph, new=t1 - t0, cpu=cpu, gc=gc1[0] - gc0[0], full=gc1[1] - gc0[1]))
-        diffs.append(sum(len(f ^ before_policy[n]) for (n, o), f in out.items() if o == f"policy/{VPC}"))
-        peer.append(peer_check(after, out))
-        owners = len(out)
-        del after, out
+        owners = timed_change(lambda: cluster.with_security(network_policies=nps),
+                              f"policy/np/{new.namespace}/{new.name}", inc, phases, diffs, peer)
     t_inc = statistics.median(inc)
     print(f"one NetworkPolicy change (a port added to one rule), median of {len(inc)}; {owners} owners on "
           f"{args.nodes} nodes:")
@@ -273,21 +278,7 @@ def _run_compile(args) -> int:
         labels = dict(pod.labels)
         labels["app"] = rng.choice([x for x in ROLES if x != labels["app"]])
         new = dataclasses.replace(pod, labels=tuple(sorted(labels.items())))
-        gc.collect()
-        gc0 = GC.snapshot()
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        after = cluster.with_pod(new)
-        t1 = time.perf_counter()
-        out, ph = incremental(cluster, after, pod.owner)
-        inc.append(time.perf_counter() - t0)
-        cpu = time.process_time() - c0
-        gc1 = GC.snapshot()
-        phases.append(dict(ph, new=t1 - t0, cpu=cpu, gc=gc1[0] - gc0[0], full=gc1[1] - gc0[1]))
-        diffs.append(sum(len(f ^ before_policy[n]) for (n, o), f in out.items() if o == f"policy/{VPC}"))
-        peer.append(peer_check(after, out))
-        owners = len(out)
-        del after, out
+        owners = timed_change(lambda: cluster.with_pod(new), pod.owner, inc, phases, diffs, peer)
     t_inc = statistics.median(inc)
     print(f"one pod label change (app moved to another role), median of {len(inc)}; {owners} owners on "
           f"{args.nodes} nodes:")

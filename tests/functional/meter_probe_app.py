@@ -132,10 +132,8 @@ class MeterProbe(app_manager.OSKenApp):
 
 
 def main() -> None:
-    from os_ken import cfg
-    port = sys.argv[1]
-    cfg.CONF(args=["--ofp-tcp-listen-port", port, "--ofp-listen-host", "127.0.0.1"], project="os_ken")
-    app_manager.AppManager.run_apps(["tests.functional.meter_probe_app"])
+    from tests.functional.ofwire_probe_app import run
+    run("tests.functional.meter_probe_app")
 
 
 if __name__ == "__main__":

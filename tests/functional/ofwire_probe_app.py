@@ -228,11 +228,16 @@ class OfwireProbe(app_manager.OSKenApp):
             os._exit(0)
 
 
-def main() -> None:
+def run(module: str) -> None:
+    """Run the os-ken app ``module`` with the OpenFlow listener on 127.0.0.1:argv[1]."""
     from os_ken import cfg
     port = sys.argv[1]
     cfg.CONF(args=["--ofp-tcp-listen-port", port, "--ofp-listen-host", "127.0.0.1"], project="os_ken")
-    app_manager.AppManager.run_apps(["tests.functional.ofwire_probe_app"])
+    app_manager.AppManager.run_apps([module])
+
+
+def main() -> None:
+    run("tests.functional.ofwire_probe_app")
 
 
 if __name__ == "__main__":

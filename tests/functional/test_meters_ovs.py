@@ -16,8 +16,6 @@ import dataclasses
 import re
 import time
 
-import pytest
-
 from tests.functional.meter_probe_app import FLOWS, METERS, USERDATA
 from tests.functional.test_ofwire_ovs import Probe, _dump, _free_port
 from vpcnet.flows import cookies
@@ -28,15 +26,6 @@ from vpcnet.sim.ovs import PrivateOvs
 UNLISTED = Meter(9, 7)
 PACKET = ("in_port(1),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
           "ipv4(src=192.168.0.1,dst=192.168.0.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=8,dst=9)")
-
-
-@pytest.fixture
-def ovs(tmp_path):
-    switch = PrivateOvs(tmp_path / "ovs", dummy=True).start()
-    try:
-        yield switch
-    finally:
-        switch.stop()
 
 
 def _meters(ovs: PrivateOvs, bridge: str) -> list[str]:

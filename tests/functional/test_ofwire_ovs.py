@@ -28,8 +28,6 @@ import sys
 import threading
 import time
 
-import pytest
-
 from tests.conftest import ROOT
 from tests.unit.app.ofwire_cases import ovs_groups, ovs_meters, switch_flows
 from vpcnet.flows import cookies
@@ -106,15 +104,6 @@ class Probe:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
-
-
-@pytest.fixture
-def ovs(tmp_path):
-    switch = PrivateOvs(tmp_path / "ovs", dummy=True).start()
-    try:
-        yield switch
-    finally:
-        switch.stop()
 
 
 def _dump(ovs: PrivateOvs, what: str, bridge: str) -> list[str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from flow_invariants import all_flows, compile_checked
+from flow_invariants import all_flows
 from flow_scenarios import mac
 from vpcnet.flows import policy
 from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected
 from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
 from vpcnet.flows.policy_inputs import IpBlockIn, NetworkPolicyIn, NpPeerIn, NpRuleIn, SecurityGroupIn, SelectorIn, SgRuleIn
-from walker import Conntrack, Walker, ip_packet, reply_of
+from nodes_walk import NodesWalk
+from walker import Walker, ip_packet, reply_of
 
 UPLINK = 1
 A = VpcIn("a", 3, 103, peers=("b",))
@@ -37,23 +38,13 @@ def cluster(vpcs=(A, B, C), **kw) -> ClusterIn:
     return ClusterIn(vpcs, SUBNETS, PODS, NODES, **kw)
 
 
-class Fabric:
+class Fabric(NodesWalk):
     def __init__(self, c: ClusterIn):
-        self.walkers = {n.name: Walker(all_flows(compile_checked(c, n.name))) for n in c.nodes}
-        self.cluster = c
+        super().__init__(c, UPLINK)
 
     def send(self, src: PodIn, dst: PodIn, pkt: dict) -> bool:
-        res = self.walkers[src.node].trace(pkt)
-        if src.node != dst.node:
-            if res.ports != [UPLINK]:
-                return False
-            wire = res.to(UPLINK)
-            wire["in_port"] = UPLINK
-            res = self.walkers[dst.node].trace(wire)
-        if res.ports != [dst.ofport]:
-            return False
-        got = res.to(dst.ofport)
-        return got["dl_dst"] == dst.mac and got["nw_dst"] == dst.ips[0]
+        got = self.deliver(src, dst, pkt)
+        return got is not None and got["dl_dst"] == dst.mac and got["nw_dst"] == dst.ips[0]
 
     def connect(self, src: PodIn, dst: PodIn, port: int = 5432, packets: int = 2) -> tuple[bool, bool]:
         """(every original-direction packet delivered, every reply delivered)."""
@@ -67,10 +58,6 @@ class Fabric:
             reply["dl_src"], reply["dl_dst"] = dst.mac, rmac[dst.vpc]
             back &= self.send(dst, src, reply)
         return fwd, back
-
-    def reset(self):
-        for w in self.walkers.values():
-            w.ct = Conntrack()
 
 
 def test_peered_vpcs_are_present_where_a_peer_runs_and_unpeered_ones_are_not():

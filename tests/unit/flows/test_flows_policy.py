@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow_invariants import all_flows, compile_checked
 from flow_scenarios import mac
 from policy_model import allowed
 from vpcnet.flows import policy
@@ -25,7 +24,8 @@ from vpcnet.flows.policy_inputs import (
     IpBlockIn, NamespaceIn, NetworkPolicyIn, NpPeerIn, NpPortIn, NpRuleIn, SecurityGroupIn, SelectorIn,
     SgRuleIn,
 )
-from walker import Conntrack, Walker, ip_packet, reply_of
+from nodes_walk import NodesWalk
+from walker import ip_packet, reply_of
 
 UPLINK = 1
 VPC = VpcIn("v", 3, 103)
@@ -119,28 +119,14 @@ def cluster_st(draw):
 
 
 # --- walking ----------------------------------------------------------------------------------
-class Fabric:
-    """Both nodes' walkers; a packet for the uplink continues on the destination pod's node."""
+class Fabric(NodesWalk):
+    """Both nodes' walkers (nodes_walk.NodesWalk) and the connection probe of these tests."""
 
     def __init__(self, cluster: ClusterIn, check: bool = True):
-        # (a node without pods keeps base flows the reachability invariant calls dead)
-        comp = lambda c, n: compile_checked(c, n) if check and c.vpcs_on_node(n) else compile_node(c, n)  # noqa: E731
-        self.walkers = {n.name: Walker(all_flows(comp(cluster, n.name))) for n in cluster.nodes}
-        self.cluster = cluster
-
-    def reset(self):
-        for w in self.walkers.values():
-            w.ct = Conntrack()
+        super().__init__(cluster, UPLINK, check)
 
     def send(self, src: PodIn, dst: PodIn, pkt: dict) -> bool:
-        res = self.walkers[src.node].trace(pkt)
-        if src.node != dst.node:
-            if res.ports != [UPLINK]:
-                return False
-            wire = res.to(UPLINK)
-            wire["in_port"] = UPLINK
-            res = self.walkers[dst.node].trace(wire)
-        return res.ports == [dst.ofport]
+        return self.deliver(src, dst, pkt) is not None
 
     def connect(self, src: PodIn, dst: PodIn, proto: str, port: int | None) -> tuple[bool, bool | None]:
         """(first packet delivered, its reply delivered or None)."""
