@@ -207,7 +207,9 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
             problems.append(f"Vpc/{row.name}: has no VPC id yet (re-apply it); left out")
             continue
         try:
-            vpcs[row.name] = VpcIn(row.name, row.zone[0], row.vni or 1, peers=tuple(_json(row.spec).get("peers") or ()))
+            spec = _json(row.spec)
+            vpcs[row.name] = VpcIn(row.name, row.zone[0], row.vni or 1, peers=tuple(spec.get("peers") or ()),
+                                   strict_revocation=spec.get("strictRevocation", True) is not False)
         except InputError as exc:
             problems.append(f"Vpc/{row.name}: {exc}")
 

@@ -303,7 +303,7 @@ class LeafIn:
 
 # Keys accepted by from_dicts: spec/DB spellings -> field names; None = accepted and ignored.
 _VPC_KEYS = {"name": "name", "vni": "vni", "l3Mode": "l3_mode", "l3_mode": "l3_mode",
-             "namespaces": None, "peers": None}
+             "namespaces": None, "peers": None, "strictRevocation": None}
 _SUBNET_KEYS = {"name": "name", "vpc": "vpc", "vlan": "vlan", "vni": "vni", "cidrBlock": "cidrs",
                 "cidrs": "cidrs", "gateway": "gateways", "gateways": "gateways", "excludeIps": None,
                 "namespaces": None, "mtu": None, "private": None, "allowSubnets": None}

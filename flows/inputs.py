@@ -80,6 +80,7 @@ class VpcIn:
     vni: int
     l3_mode: str = "distributed"   # "distributed": route between subnets; "none": no routing
     peers: tuple[str, ...] = ()    # VPCs this one agrees to peer with (sorted); see ClusterIn.peers_of
+    strict_revocation: bool = True  # policy re-judges established connections (flows/policy.py)
 
     def __post_init__(self):
         _set(self, "name", _name(f"vpc {self.name!r}", "name", self.name))
@@ -89,6 +90,8 @@ class VpcIn:
                 raise InputError(f"vpc {self.name}: peers lists the VPC itself")
         _int(f"vpc {self.name}", "vpc_id", self.vpc_id, 1, 0xFFFF)
         _int(f"vpc {self.name}", "vni", self.vni, 1, (1 << 24) - 1)
+        if not isinstance(self.strict_revocation, bool):
+            raise InputError(f"vpc {self.name}: strict_revocation={self.strict_revocation!r} must be a bool")
         if self.l3_mode not in L3_MODES:
             raise InputError(f"vpc {self.name}: l3_mode={self.l3_mode!r} must be one of {L3_MODES}")
 

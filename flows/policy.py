@@ -26,7 +26,8 @@ Order (one table per direction, first match by OpenFlow priority, "banded"):
       0  miss: accept (no SG rule, not isolated by NetworkPolicy)
 
 Stateful: ct_state (21) already dropped +inv. Original-direction packets (+new AND +est-rpl)
-are judged on every packet, so removing a rule or adding a deny stops the next packet of an
+are judged on every packet (a VPC with ``strictRevocation: false``, VpcIn.strict_revocation,
+accepts every +est packet at 64010 instead: rule changes then only affect new connections), so removing a rule or adding a deny stops the next packet of an
 open connection (strict revocation without a controller round trip); a deny of a +est
 packet also commits ct_mark POLICY=REVOKED so the replies stop too (Neutron's ct_mark=1, OVN's
 ct_label.blocked). A connection allowed again un-revokes itself in ct_commit (310). New
@@ -631,7 +632,8 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
         if with_rules:
             rules.update((f, (f"revoked/{d}", "deny", d)) for f in revoked)
         flows += revoked + [
-            fl(table, P_REPLY, Match(vpc_m, ct_state="+est+rpl+trk"), nxt, owner=owner),
+            fl(table, P_REPLY, Match(vpc_m, ct_state="+est+rpl+trk" if v.strict_revocation else "+est+trk"), nxt,
+               owner=owner),
             fl(table, P_PASS, Match(vpc_m, ct_state="+rel+trk"), nxt, owner=owner),
             fl(table, P_PASS, Match(vpc_m, ct_state="-trk"), nxt, owner=owner),
         ]

@@ -26,6 +26,7 @@ def vpc_spec(f: Fields, ctx: SpecContext) -> dict[str, Any]:
     vni = f.int("vni", 1, MAX_VNI)
     if vni is not None:
         spec["vni"] = vni
+    spec["strictRevocation"] = f.bool("strictRevocation", default=True)
     peers = f.list("peers", dns_subdomain, unique=True)
     if peers and ctx.name in peers:
         f.r.bad(f.at("peers"), ctx.name, "is this VPC itself; a VPC cannot peer with itself")

@@ -252,11 +252,13 @@ def test_peering_from_vpc_specs_and_why_one_is_not_established():
         return SimpleNamespace(name=name, zone=[zone], vni=50000 + zone, spec=json.dumps({"peers": peers}))
     rows = [vpc("finance", 1, ["retail", "ghost"]), vpc("retail", 2, ["finance"]), vpc("ops", 3, ["finance"]),
             vpc("lab", 4, ["copy"]), vpc("copy", 5, ["lab"])]
+    rows[2].spec = json.dumps({"peers": ["finance"], "strictRevocation": False})
     subnets = [subnet_row("f", "finance", "10.10.0.0/24", 100), subnet_row("r", "retail", "10.30.0.0/24", 101),
                subnet_row("l", "lab", "10.50.0.0/24", 102), subnet_row("c", "copy", "10.50.0.0/25", 103)]
     topo = topology.build(rows, subnets, [], NODES, {})
     assert topo.cluster.peers_of("finance") == ("retail",)
     assert topo.cluster.peers_of("ops") == () and topo.cluster.peers_of("lab") == ()
+    assert not topo.cluster.vpc("ops").strict_revocation and topo.cluster.vpc("finance").strict_revocation
     problems = "\n".join(topo.problems)
     assert "Vpc/finance: peer 'ghost' is unknown" in problems
     assert "Vpc/ops: peer 'finance' does not list 'ops'" in problems

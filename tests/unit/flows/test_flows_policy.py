@@ -236,6 +236,23 @@ def test_removing_the_rule_cuts_the_open_connection_and_its_replies():
     assert f.send(db, web, reply)
 
 
+def test_a_vpc_without_strict_revocation_keeps_open_connections_and_refuses_new_ones():
+    lax = dataclasses.replace(VPC, strict_revocation=False)
+    c = ClusterIn((lax, OTHER), SUBNETS, PODS, NODES, network_policies=(DB_IN,))
+    f = Fabric(c)
+    web, db = PODS[3], PODS[2]
+    pkt = ip_packet(web.ofport, web.mac, ROUTER, web.ips[0], db.ips[0], proto="tcp", tp_dst=5432)
+    reply = reply_of(pkt, db.ofport)
+    reply["dl_src"], reply["dl_dst"] = db.mac, ROUTER
+    assert f.send(web, db, pkt) and f.send(db, web, reply)
+    after = Fabric(c.with_security(network_policies=(dataclasses.replace(DB_IN, ingress=()),)))
+    for n, w in after.walkers.items():
+        w.ct = f.walkers[n].ct
+    assert after.send(web, db, pkt) and after.send(db, web, reply)         # the open connection goes on
+    other = dict(pkt, tp_src=pkt["tp_src"] + 1)
+    assert not after.send(web, db, other)                                   # a new one is refused
+
+
 def test_rule_ids_are_committed_in_ct_label():
     c = base(network_policies=(DB_IN,))
     f = Fabric(c)

@@ -7,10 +7,11 @@ from intent_testlib import ABSENT, cases, check_invalid, check_valid, mk
 
 VALID = [
     ("vpc-defaults", mk("Vpc"),
-     {"namespaces": [], "l3Mode": "distributed", "peers": []}, True),
+     {"namespaces": [], "l3Mode": "distributed", "strictRevocation": True, "peers": []}, True),
     ("vpc-full", mk("Vpc", {"namespaces": ["a", "b"], "vni": 16777215, "l3Mode": "fabric",
-                            "peers": ["other"]}),
-     {"namespaces": ["a", "b"], "vni": 16777215, "l3Mode": "fabric", "peers": ["other"]}, True),
+                            "peers": ["other"], "strictRevocation": False}),
+     {"namespaces": ["a", "b"], "vni": 16777215, "l3Mode": "fabric", "strictRevocation": False,
+      "peers": ["other"]}, True),
     ("subnet-defaults", mk("Subnet", {"cidrBlock": "10.0.0.0/24"}),
      {"vpc": "default", "cidrBlock": "10.0.0.0/24", "excludeIps": [], "namespaces": [],
       "private": False, "allowSubnets": []}, True),
