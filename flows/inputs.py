@@ -51,6 +51,7 @@ from .checks import (
 from .model import OFPP_MAX
 from .pmap import PMap
 from .policy_inputs import NamespaceIn, NetworkPolicyIn, SecurityGroupIn
+from .service_inputs import ServiceIn
 
 ROUTER_MAC_PREFIX = "0e:76:70:ff"
 VPCNET_MAC_BLOCK = 0x0E7670          # first 3 octets of every MAC vpcnet allocates (pods, routers)
@@ -348,6 +349,7 @@ class ClusterIn:
     namespaces: tuple[NamespaceIn, ...] = ()
     security_groups: tuple[SecurityGroupIn, ...] = ()
     network_policies: tuple[NetworkPolicyIn, ...] = ()
+    services: tuple[ServiceIn, ...] = ()
 
     def __post_init__(self):
         self._set_security(self.namespaces, self.security_groups, self.network_policies)
@@ -356,6 +358,7 @@ class ClusterIn:
         _set(self, "pods", tuple(sorted(self.pods, key=_pod_key)))
         _set(self, "nodes", tuple(sorted(self.nodes, key=lambda n: n.name)))
         _set(self, "_vpcs", _index(self.vpcs, lambda v: v.name, "vpc"))
+        self._set_services(self.services)
         _set(self, "_subnets", _index(self.subnets, lambda s: s.name, "subnet"))
         pods = _index(self.pods, _pod_key, "pod")
         _set(self, "_nodes", _index(self.nodes, lambda n: n.name, "node"))
@@ -398,6 +401,32 @@ class ClusterIn:
         _set(self, "_namespaces", _index(self.namespaces, lambda n: n.name, "namespace"))
         _set(self, "_security_groups", _index(self.security_groups, lambda g: g.name, "security group"))
         _index(self.network_policies, lambda n: n.key, "network policy")
+
+    def _set_services(self, services) -> None:
+        """Sort, index and check the services: the VPC known, cluster IPs and node ports (per
+        protocol) unique cluster-wide (a cluster IP or node port names its VPC)."""
+        items = _tuple("cluster", "services", services)
+        for s in items:
+            if not isinstance(s, ServiceIn):
+                raise InputError(f"cluster: services entry {s!r} is not a ServiceIn")
+            if s.vpc not in self._vpcs:
+                raise InputError(f"service {s.namespace}/{s.name}: unknown vpc {s.vpc!r}")
+        _set(self, "services", tuple(sorted(items, key=lambda s: s.key)))
+        _set(self, "_services", _index(self.services, lambda s: s.key, "service"))
+        _index([s for s in self.services if s.cluster_ip is not None], lambda s: s.cluster_ip, "service cluster_ip")
+        _index([(s, p) for s in self.services for p in s.ports if p.node_port], lambda sp: (sp[1].node_port,
+               sp[1].protocol), "service node_port/protocol")
+
+    def find_service(self, namespace: str, name: str) -> ServiceIn | None:
+        return self._services.get((namespace, name))
+
+    def with_services(self, services) -> "ClusterIn":
+        """This cluster with other services; everything else (and every memo) is shared."""
+        new = self._clone()
+        new._set_services(tuple(services))
+        _set(new, "_memo", self._shared_memo())
+        _set(new, "_memo_new", {})
+        return new
 
     @property
     def has_policy(self) -> bool:
@@ -487,15 +516,16 @@ class ClusterIn:
                                   and self.nodes == other.nodes and self._pods == other._pods
                                   and self.namespaces == other.namespaces
                                   and self.security_groups == other.security_groups
-                                  and self.network_policies == other.network_policies))
+                                  and self.network_policies == other.network_policies
+                                  and self.services == other.services))
 
     def __hash__(self) -> int:
         return hash((self.vpcs, self.subnets, self.pods, self.nodes, self.namespaces, self.security_groups,
-                     self.network_policies))
+                     self.network_policies, self.services))
 
     def __reduce__(self):
         return (ClusterIn, (self.vpcs, self.subnets, self.pods, self.nodes, self.namespaces, self.security_groups,
-                            self.network_policies))
+                            self.network_policies, self.services))
 
     # --- lookups ---
     def vpc(self, name: str) -> VpcIn:
@@ -731,7 +761,7 @@ class ClusterIn:
     # --- derivation internals ---
     def _rebuild(self, vpcs, subnets, nodes, touched: set[str]) -> "ClusterIn":
         new = ClusterIn(tuple(vpcs), tuple(subnets), self.pods, tuple(nodes), self.namespaces,
-                        self.security_groups, self.network_policies)
+                        self.security_groups, self.network_policies, self.services)
         _set(new, "_memo", new._memo.evolve({v: m for v, m in self._shared_memo().items() if v not in touched}))
         return new
 
