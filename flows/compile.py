@@ -57,6 +57,7 @@ from .inputs import ClusterIn, PodIn
 from .model import Flow
 from .pod import local_pod_flows, shared_pod_flows
 from .policy import node_independent, policy_flows
+from .service import service_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
 
@@ -126,6 +127,34 @@ def _vpc_owners(cluster: ClusterIn, vpc: str) -> frozenset[str]:
     return owners
 
 
+def _svc_owners(cluster: ClusterIn, vpc: str) -> frozenset[str]:
+    """``svc/<ns>/<name>`` of the VPC's services that have a cluster IP (flows where it is present)."""
+    if not cluster.services:
+        return frozenset()
+    memo = cluster.value_memo()
+    hit = memo.get(("svc owners", vpc))
+    if hit is None:
+        hit = memo[("svc owners", vpc)] = frozenset(
+            s.owner for s in cluster.services if s.vpc == vpc and s.cluster_ip is not None)
+    return hit
+
+
+def _svc_owners_of_pod(cluster: ClusterIn, key: tuple[str, str]) -> frozenset[str]:
+    """Services with an endpoint on pod ``key`` (a named target port resolves on the pod)."""
+    if not cluster.services:
+        return frozenset()
+    memo = cluster.value_memo()
+    index = memo.get("svc owners by pod")
+    if index is None:
+        index = {}
+        for s in cluster.services:
+            for e in s.endpoints:
+                if e.pod is not None:
+                    index.setdefault(e.pod, set()).add(s.owner)
+        memo["svc owners by pod"] = index
+    return frozenset(index.get(key, ()))
+
+
 def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
     """Every owner with flows on ``node``."""
     if cluster.find_node(node) is None:
@@ -135,6 +164,7 @@ def owners_on_node(cluster: ClusterIn, node: str) -> frozenset[str]:
         out |= _vpc_owners(cluster, vpc)
         if has_policy_owner(cluster, vpc):
             out.add(f"policy/{vpc}")
+        out |= _svc_owners(cluster, vpc)
     return frozenset(out)
 
 
@@ -213,7 +243,10 @@ def _compile_other(cluster: ClusterIn, node: str, owner: str) -> frozenset[Flow]
         return subnet_flows(cluster, subnet, nd) if subnet is not None and subnet.vpc in present else EMPTY
     if kind == "policy":
         return policy_flows(cluster, node, name) if cluster.find_vpc(name) is not None else EMPTY
-    return EMPTY  # features compiled elsewhere (policy, svc) own nothing here
+    if kind == "svc":
+        svc = cluster.find_service(*name.split("/", 1))
+        return service_flows(cluster, node, svc) if svc is not None else EMPTY
+    return EMPTY
 
 
 def compile_node(cluster: ClusterIn, node: str) -> dict[str, frozenset[Flow]]:
@@ -237,9 +270,14 @@ def compile_node(cluster: ClusterIn, node: str) -> dict[str, frozenset[Flow]]:
             for p in cluster.local_pods(node, s.name):
                 out[p.owner] = local_pod_flows(p, s, vpc) | shared_pod_flows(p, s, vpc)
     policy = [v for v in present if has_policy_owner(cluster, v)]
-    if policy:
-        for vpc_name in policy:
-            out[f"policy/{vpc_name}"] = policy_flows(cluster, node, vpc_name)
+    for vpc_name in policy:
+        out[f"policy/{vpc_name}"] = policy_flows(cluster, node, vpc_name)
+    services = [s for s in cluster.services if s.vpc in present and s.cluster_ip is not None]
+    for s in services:
+        flows = service_flows(cluster, node, s)
+        if flows:
+            out[s.owner] = flows
+    if policy or services:
         out = dict(sorted(out.items(), key=_by_owner))
     return out
 
@@ -300,9 +338,16 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
         vpcs |= {p for v in vpcs for c in (before, after) for p in c.peers_of(v)}
         for vpc in vpcs:
             owners = (_vpc_owners(before, vpc) | _vpc_owners(after, vpc) | _policy_owners(before, vpc)
-                      | _policy_owners(after, vpc))
+                      | _policy_owners(after, vpc) | _svc_owners(before, vpc) | _svc_owners(after, vpc))
             for n in before.nodes_with_vpc(vpc) | after.nodes_with_vpc(vpc):
                 out[n] |= owners
+    elif kind == "svc":
+        ns, name = change.owner.split("/", 2)[1:]
+        for c in (before, after):
+            svc = c.find_service(ns, name)
+            if svc is not None:
+                for n in before.nodes_with_vpc(svc.vpc) | after.nodes_with_vpc(svc.vpc):
+                    out[n].add(change.owner)
     elif kind == "policy":
         # a SecurityGroup, NetworkPolicy or Namespace changed: every policy owner everywhere
         for cluster in (before, after):
@@ -324,9 +369,15 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
             nodes_before, nodes_after = before.nodes_with_vpc(vpc), after.nodes_with_vpc(vpc)
             policy = _policy_owners(before, vpc) | _policy_owners(after, vpc)
             if nodes_before is not nodes_after and nodes_before != nodes_after:
-                owners = _vpc_owners(before, vpc) | _vpc_owners(after, vpc) | policy
+                owners = (_vpc_owners(before, vpc) | _vpc_owners(after, vpc) | policy | _svc_owners(before, vpc)
+                          | _svc_owners(after, vpc))
                 for n in nodes_before ^ nodes_after:
                     out[n] |= owners
+            key = tuple(change.owner.split("/", 2)[1:])
+            svcs = _svc_owners_of_pod(before, key) | _svc_owners_of_pod(after, key)
+            if svcs:      # a named target port resolved on this pod
+                for n in nodes_before | nodes_after:
+                    out[n] |= svcs
             if policy:
                 # The pod's node(s): its targets. Every node of the VPC only if the pod changed
                 # what every node sees: a peer address, a named port, a rule's pieces.
@@ -342,7 +393,7 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
                 p_before, p_after = before.nodes_with_vpc(peer), after.nodes_with_vpc(peer)
                 if p_before is not p_after and p_before != p_after:
                     owners = (_vpc_owners(before, peer) | _vpc_owners(after, peer) | _policy_owners(before, peer)
-                              | _policy_owners(after, peer))
+                              | _policy_owners(after, peer) | _svc_owners(before, peer) | _svc_owners(after, peer))
                     for n in p_before ^ p_after:
                         out[n] |= owners
         for n, extra in out.items():

@@ -166,6 +166,7 @@ CT_MARK_LB = BitField("CT_MARK_LB", "ct_mark", 4, 7, "reserved: service load bal
 CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "ingress rule that admitted the connection")
 CT_LABEL_EGRESS_RULE = BitField("CT_LABEL_EGRESS_RULE", "ct_label", 32, 63, "egress rule that admitted it")
 CT_POLICY_REVOKED = Mark("CT_POLICY_REVOKED", CT_MARK_POLICY, 1)
+CT_SERVICE = Mark("CT_SERVICE", CT_MARK_LB, 1)            # the connection was DNATed by a Service
 
 # --- reg4/reg5: security policy verdicts -----------------------------------------------------
 POLICY_EGRESS_RULE = BitField("POLICY_EGRESS_RULE", "reg4", 0, 31, "egress rule id (0: no policy)")
@@ -190,4 +191,4 @@ ALL_FIELDS: tuple[BitField, ...] = (
     CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, PEER_SRC_VPC,
 )
-ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED)
+ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE)

@@ -6,6 +6,7 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
    10  port_sec        a pod sends only its own MAC + IPs (ARP: own spa/sha)
    20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
    21  ct_state        +trk+inv dropped
+   22  svc_lb          new connection to a Service cluster IP:port -> select group -> DNAT to an endpoint
    30  egress_policy   hook for security policy (passes everything today)
    40  l3_fwd          distributed router of a VPC: gateway ARP/ND/echo replies; route to other subnets
    41  l3_neigh        routed packets only: destination pod IP -> its MAC (unknown: drop)
@@ -82,9 +83,13 @@ TABLES: tuple[Table, ...] = (
     _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",
        {"dl_type", "nw_proto", "icmp_type", "reg1"},
        "Send IP traffic through conntrack in the VPC's zone; ARP/ND bypass."),
-    _t("ct_state", Stage.CONNTRACK, ("egress_policy",), "next",
+    _t("ct_state", Stage.CONNTRACK, ("svc_lb", "egress_policy"), "next",
        {"ct_state", "ct_zone", "ct_mark", "ct_label", "dl_type", "reg0", "reg1"},
        "Drop invalid connections."),
+    _t("svc_lb", Stage.CONNTRACK, ("egress_policy",), "goto:egress_policy",
+       {"reg1", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst", "ct_state"},
+       "New connections to a Service's cluster IP and port -> its select group, whose bucket "
+       "DNATs to an endpoint (ct commit, nat) and continues in egress_policy."),
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
     _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder"), "goto:arp_responder",

@@ -1,6 +1,7 @@
 """Per-VPC flows (owner "vpc/<name>"), on every node where the VPC has an active pod.
 
-* ct_zone: IPv4/IPv6 of this VPC -> ct(table=ct_state, zone=<vpc zone>);
+* ct_zone: IPv4/IPv6 of this VPC -> ct(table=ct_state, zone=<vpc zone>, nat): the lookup also
+  re-applies a connection's NAT (a Service's DNAT on the client's packets, its reverse on replies);
 * ct_commit: new connections of this VPC are committed in its zone.
 
 The zone is the VPC id (fields.vpc_ct_zone), so overlapping CIDRs in different VPCs never
@@ -13,7 +14,7 @@ from functools import lru_cache
 from .base import P_NORMAL
 from .fields import VPC_ID, vpc_ct_zone
 from .inputs import VpcIn
-from .model import IP, IPV6, Ct, Flow, Goto, Match
+from .model import IP, IPV6, Ct, Flow, Goto, Match, Nat
 from .pipeline import PIPELINE
 
 
@@ -24,7 +25,7 @@ def vpc_flows(vpc: VpcIn) -> frozenset[Flow]:
     flows = []
     for proto in (IP, IPV6):
         flows.append(PIPELINE.flow("ct_zone", P_NORMAL, Match(proto, in_vpc),
-                                   (Ct(zone=zone, table="ct_state"),), owner=vpc.owner))
+                                   (Ct(zone=zone, table="ct_state", nat=Nat()),), owner=vpc.owner))
         flows.append(PIPELINE.flow("ct_commit", P_NORMAL, Match(proto, in_vpc, ct_state="+new+trk"),
                                    (Ct(commit=True, zone=zone), Goto("output")), owner=vpc.owner))
     return frozenset(flows)

@@ -20,12 +20,19 @@ import netaddr
 from vpcnet.flows import cookies
 from vpcnet.flows.compile import compile_node
 from vpcnet.flows.fields import BitField
-from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Load, Match, Move, parse_ct_state
+from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Load, Match, Move, parse_ct_state
 from vpcnet.flows.pipeline import PIPELINE, Pipeline
 
 
 def all_flows(owner_flows: Mapping[str, frozenset[Flow]]) -> frozenset[Flow]:
-    return frozenset().union(*owner_flows.values()) if owner_flows else frozenset()
+    """Every flow of every owner (an owner's set may also hold its groups: see all_groups)."""
+    return frozenset(x for fs in owner_flows.values() for x in fs if isinstance(x, Flow))
+
+
+def all_groups(owner_flows: Mapping[str, frozenset]) -> frozenset[Group]:
+    groups = [x for fs in owner_flows.values() for x in fs if isinstance(x, Group)]
+    assert len({g.group_id for g in groups}) == len(groups), "a group id is used twice on one node"
+    return frozenset(groups)
 
 
 def _vlan_tci(match: Match):
@@ -90,10 +97,17 @@ def check_flowset(owner_flows: Mapping[str, frozenset[Flow]], pipeline: Pipeline
     # pipeline declaration + cookies
     for owner, fs in owner_flows.items():
         for f in fs:
+            if isinstance(f, Group):
+                assert all(g.group_id for g in [f]), f"{owner}: group id 0"
+                continue
             pipeline.check(f)
             assert cookies.round_of(f.cookie) == 0, f"{owner}: round must be 0: {f}"
             assert cookies.feature_of(f.cookie) == cookies.feature_of_owner(owner), f"{owner}: feature {f}"
             assert cookies.owner_hash_of(f.cookie) == cookies.owner_hash(owner), f"{owner}: owner hash {f}"
+    # every group a flow sends to exists on the node, and every group is used
+    groups = {g.group_id for g in all_groups(owner_flows)}
+    used = {a.group_id for f in flows for a in f.actions if isinstance(a, GroupAction)}
+    assert used == groups, f"groups used {sorted(used)} != groups installed {sorted(groups)}"
     # unique keys across owners, idempotent re-apply
     table: dict[tuple, Flow] = {}
     for _ in range(2):

@@ -1,0 +1,114 @@
+"""Service flows (owner "svc/<namespace>/<name>"): ClusterIP load balancing on br-int.
+
+DESIGN NOTE (work in progress: ClusterIP with endpoints; affinity, hairpin, NodePort, refusal
+without endpoints and counters come next, see the issue)
+
+Where: ``ct_zone`` looks every IP packet up in its VPC's zone *with nat*, so the packets of an
+established Service connection are DNATed to their endpoint again and replies are un-DNATed
+before anything else sees them. A *new* connection continues (ct_state -> svc_lb); in svc_lb,
+``VPC_ID, proto, nw_dst=<cluster IP>, tp_dst=<port>`` sends it to the Service port's select group.
+Each bucket does ``ct(commit, zone=<vpc>, nat(dst=<endpoint>:<port>), exec(ct_mark SERVICE),
+table=egress_policy)``: the connection is committed DNATed and the packet carries on as if sent
+to the endpoint -- egress policy judges the endpoint (Kubernetes semantics), l3_fwd routes to
+it (the pod addressed the cluster IP through its gateway, so it is routed), and the endpoint's
+node sees an ordinary connection from the client.
+
+Which endpoints: ``ServiceIn.backends`` (service_inputs.py): ready, else serving+terminating;
+internalTrafficPolicy Local keeps the client node's endpoints (so flows are per node).
+
+Buckets: a fixed number of equal *slots* (``SLOTS``: 64, or 256 past 32 endpoints), each slot
+given to an endpoint by rendezvous hashing (highest hash of (slot, endpoint) wins). OVS's OF1.3
+select group (dp_hash) maps a connection to a slot by position; with a fixed slot count an
+endpoint that goes away gives up only its own slots, and one that comes takes only slots it
+wins: the other connections keep their endpoint (plain buckets, one per endpoint, reshuffle
+about 3/4 of them when one of four goes). Established connections never move: conntrack holds
+their DNAT.
+
+Group ids: 32-bit hash of (namespace, name, port name, protocol), linear probing in key order,
+unique per cluster value and stable while the port exists.
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from .fields import CT_SERVICE, VPC_ID, vpc_ct_zone
+from .inputs import ClusterIn
+from .model import TCP, TCP6, UDP, UDP6, Bucket, Ct, Flow, Group, GroupAction, Load, Match, Nat
+from .pipeline import PIPELINE
+from .service_inputs import ServiceIn
+
+P_VIP = 200
+SLOTS_SMALL, SLOTS_LARGE = 64, 256
+_PROTO = {("TCP", 4): TCP, ("TCP", 6): TCP6, ("UDP", 4): UDP, ("UDP", 6): UDP6}
+
+
+def _h32(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
+
+
+def group_ids(cluster: ClusterIn) -> dict[tuple, int]:
+    """(namespace, name, port name, protocol) -> group id, for every port of every service."""
+    memo = cluster.value_memo()
+    hit = memo.get("service group ids")
+    if hit is None:
+        hit, used = {}, set()
+        for s in cluster.services:
+            for p in s.ports:
+                key = (s.namespace, s.name, p.name, p.protocol)
+                gid = _h32("/".join(map(str, key))) or 1
+                while gid in used:
+                    gid = gid % 0xFFFFFF00 + 1      # 0xFFFFFF00.. are OpenFlow's reserved group ids
+                used.add(gid)
+                hit[key] = gid
+        memo["service group ids"] = hit
+    return hit
+
+
+def slots(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """The endpoint of every slot (see the module doc), in slot order."""
+    n = SLOTS_SMALL if len(backends) <= 32 else SLOTS_LARGE
+    return tuple(max(backends, key=lambda b, i=i: _h32(f"{i}/{b[0]}/{b[1]}")) for i in range(n))
+
+
+@lru_cache(maxsize=1 << 14)
+def _bucket(zone: int, ip: str, port: int) -> Bucket:
+    return Bucket((Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, port),
+                      exec_=(Load.mark(CT_SERVICE),)),))
+
+
+def _resolver(cluster: ClusterIn):
+    def named_port(pod_key, name, protocol):
+        pod = cluster.find_pod(*pod_key)
+        return pod.named_port(name, protocol) if pod is not None else None
+    return named_port
+
+
+def service_flows(cluster: ClusterIn, node: str, svc: ServiceIn) -> frozenset:
+    """The flows and groups of ``svc``'s owner on ``node`` (empty where its VPC is not present)."""
+    if svc.cluster_ip is None or svc.vpc not in cluster.vpcs_on_node(node) or cluster.find_vpc(svc.vpc) is None:
+        return frozenset()
+    vpc = cluster.vpc(svc.vpc)
+    zone = vpc_ct_zone(vpc.vpc_id)
+    version = 6 if ":" in svc.cluster_ip else 4
+    dst = "nw_dst" if version == 4 else "ipv6_dst"
+    ids = group_ids(cluster)
+    out: list = []
+    for port in svc.ports:
+        backends = tuple(b for b in svc.backends(port, node=node, named_port=_resolver(cluster))
+                         if (":" in b[0]) == (version == 6))
+        if not backends:
+            continue     # refusal without endpoints: next step (controller-generated RST / unreachable)
+        gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
+        out.append(Group(gid, "select", tuple(_bucket(zone, ip, p) for ip, p in slots(backends))))
+        match = Match(_PROTO[(port.protocol, version)], VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk",
+                      **{dst: svc.cluster_ip, "tp_dst": port.port})
+        out.append(PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner))
+    return frozenset(out)
+
+
+def split(items) -> tuple[frozenset[Flow], frozenset[Group]]:
+    """An owner's compiled set -> (its flows, its groups)."""
+    flows = frozenset(x for x in items if isinstance(x, Flow))
+    return flows, frozenset(x for x in items if isinstance(x, Group))
+

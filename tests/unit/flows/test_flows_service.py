@@ -1,0 +1,136 @@
+"""Service flows (flows/service.py) walked packet by packet: a client's connection to a cluster IP
+reaches an endpoint DNATed, its replies come back from the cluster IP, an endpoint removed takes
+no new connections while established ones continue, and slots move minimally."""
+from __future__ import annotations
+
+import dataclasses
+
+from flow_invariants import all_flows, all_groups, compile_checked
+from flow_scenarios import mac
+from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected
+from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
+from vpcnet.flows.service import slots
+from vpcnet.flows.service_inputs import EndpointIn, ServiceIn, ServicePortIn
+from walker import Walker, ip_packet, reply_of
+
+UPLINK = 1
+VPC = VpcIn("v", 3, 103)
+SUBNETS = (SubnetIn("s1", "v", ("10.1.0.0/24",), ("10.1.0.1",), 11, 11),
+           SubnetIn("s2", "v", ("10.2.0.0/24",), ("10.2.0.1",), 12, 12))
+NODES = (NodeIn("n1", 1, UPLINK), NodeIn("n2", 2, UPLINK))
+CLIENT = PodIn("ns", "client", "v", "s1", ("10.1.0.2",), mac(0x101), "n1", 10)
+EPS = (PodIn("ns", "web-0", "v", "s1", ("10.1.0.10",), mac(0x110), "n1", 11, named_ports=(("http", "TCP", 8080),)),
+       PodIn("ns", "web-1", "v", "s2", ("10.2.0.11",), mac(0x111), "n2", 12, named_ports=(("http", "TCP", 8080),)),
+       PodIn("ns", "web-2", "v", "s2", ("10.2.0.12",), mac(0x112), "n2", 13, named_ports=(("http", "TCP", 8080),)))
+VIP = "10.96.0.10"
+
+
+def web(endpoints=EPS, **kw) -> ServiceIn:
+    return ServiceIn("ns", "web", "v", VIP, (ServicePortIn("http", "TCP", 80, "http"),),
+                     tuple(EndpointIn(p.ips[0], p.node, p.key, ports=(("http", "TCP", 8080),)) for p in endpoints), **kw)
+
+
+def cluster(svc=None) -> ClusterIn:
+    return ClusterIn((VPC,), SUBNETS, (CLIENT,) + EPS, NODES, services=(svc or web(),))
+
+
+class Nodes:
+    def __init__(self, c: ClusterIn):
+        self.walkers = {}
+        for n in c.nodes:
+            owners = compile_checked(c, n.name)
+            self.walkers[n.name] = Walker(all_flows(owners), all_groups(owners))
+        self.by_ip = {p.ips[0]: p for p in c.pods}
+
+    def send(self, src: PodIn, pkt: dict) -> tuple[PodIn | None, dict | None]:
+        """Where the packet lands (the pod whose port it leaves on) and how it looks there."""
+        res = self.walkers[src.node].trace(pkt)
+        if res.ports == [UPLINK]:
+            wire = res.to(UPLINK)
+            wire["in_port"] = UPLINK
+            for node, w in self.walkers.items():
+                if node != src.node:
+                    res = w.trace(wire)
+                    if res.ports and res.ports != [UPLINK]:
+                        break
+        for p in self.by_ip.values():
+            if res.ports == [p.ofport] and p.node in self.walkers:
+                got = res.to(p.ofport)
+                if got["nw_dst"] == p.ips[0]:
+                    return p, got
+        return None, None
+
+    def connect(self, client: PodIn, sport: int) -> tuple[PodIn | None, dict | None]:
+        """A SYN to VIP:80 and the endpoint's reply: (endpoint, the reply as the client sees it)."""
+        pkt = ip_packet(client.ofport, client.mac, VPC.router_mac, client.ips[0], VIP, proto="tcp", tp_dst=80)
+        pkt["tp_src"] = sport
+        ep, got = self.send(client, pkt)
+        if ep is None:
+            return None, None
+        assert got["tp_dst"] == 8080, got
+        reply = reply_of(got, ep.ofport)
+        reply["dl_src"], reply["dl_dst"] = ep.mac, (client.mac if ep.subnet == client.subnet else VPC.router_mac)
+        back_to, back = self.send(ep, reply)
+        return ep, back if back_to == client else None
+
+
+def test_connections_to_the_cluster_ip_reach_every_endpoint_and_replies_come_from_it():
+    nodes = Nodes(cluster())
+    seen = set()
+    for sport in range(40000, 40064):
+        ep, reply = nodes.connect(CLIENT, sport)
+        assert ep in EPS, sport
+        assert reply is not None and (reply["nw_src"], reply["tp_src"]) == (VIP, 80), reply
+        seen.add(ep.name)
+    assert seen == {"web-0", "web-1", "web-2"}
+
+
+def test_an_endpoint_removed_takes_no_new_connections_and_established_ones_continue():
+    before = Nodes(cluster())
+    pinned = {}
+    for sport in range(41000, 41030):
+        pinned[sport] = before.connect(CLIENT, sport)[0]
+    gone = EPS[1]
+    after = Nodes(cluster(web(tuple(p for p in EPS if p is not gone))))
+    for n, w in after.walkers.items():
+        w.ct = before.walkers[n].ct            # the same switches: conntrack stays
+    for sport, ep in pinned.items():
+        assert after.connect(CLIENT, sport)[0] == ep, "an established connection keeps its endpoint"
+    for sport in range(42000, 42040):
+        assert after.connect(CLIENT, sport)[0] not in (None, gone)
+
+
+def test_slots_move_minimally_when_endpoints_change():
+    four = (("10.1.0.10", 8080), ("10.2.0.11", 8080), ("10.2.0.12", 8080), ("10.2.0.13", 8080))
+    before = slots(four)
+    assert len(before) == 64 and {b for b in before} == set(four)
+    after = slots(four[:2] + four[3:])
+    moved = [i for i in range(64) if before[i] != after[i]]
+    assert all(before[i] == four[2] for i in moved), "only the removed endpoint's slots move"
+    grown = slots(four + (("10.2.0.14", 8080),))
+    assert all(grown[i] == ("10.2.0.14", 8080) for i in range(64) if grown[i] != before[i]), "a new one only takes"
+
+
+def test_internal_traffic_policy_local_keeps_the_clients_node():
+    nodes = Nodes(cluster(web(internal_local=True)))
+    for sport in range(43000, 43020):
+        assert nodes.connect(CLIENT, sport)[0] == EPS[0]
+
+
+def test_incremental_service_change_matches_a_full_compile():
+    c = cluster()
+    after = c.with_services((web(EPS[:2]),))
+    affected = owners_affected(Change(c, after, "svc/ns/web"))
+    assert set(affected) == {"n1", "n2"}
+    for n in ("n1", "n2"):
+        got = dict(compile_node(c, n))
+        for o in affected[n]:
+            got[o] = compile_owner(after, n, o)
+        assert got == compile_node(after, n)
+    moved = dataclasses.replace(EPS[0], named_ports=(("http", "TCP", 9090),))
+    svc_named = web(endpoints=EPS)
+    svc_named = dataclasses.replace(svc_named, endpoints=tuple(dataclasses.replace(e, ports=()) for e in svc_named.endpoints))
+    c2 = ClusterIn((VPC,), SUBNETS, (CLIENT,) + EPS, NODES, services=(svc_named,))
+    after2 = c2.with_pod(moved)
+    affected = owners_affected(Change(c2, after2, moved.owner))
+    assert all("svc/ns/web" in o for o in affected.values()), "a named target port resolved on the pod"
