@@ -22,6 +22,8 @@ VLAN_RANGE = (100, 4094)      # VLANs vpcnet hands out when a Subnet names none
 L2VNI_BASE = 10000            # default L2VNI = 10000 + VLAN
 L3VNI_RANGE = (50000, 59999)  # default L3VNI of a Vpc
 ZONE_RANGE = (1, 65536)        # VPC ids: conntrack zone + router MAC 0e:76:70:ff:<id>
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"   # cluster IPs of Services (Kubernetes' usual range)
+NODE_PORT_RANGE = (30000, 32768)
 ANN_IP, ANN_MAC, ANN_SUBNET, ANN_POOL = ("vpcnet.io/ip_address", "vpcnet.io/mac_address",
                                          "vpcnet.io/subnet", "vpcnet.io/ip_pool")
 from vpcnet.app.intent.workload import ANN_ORIGIN  # noqa: E402  ("cni": released by CNI DEL)
@@ -80,9 +82,10 @@ class SetStatusCommand(state_cmd.UpsertObjectCommand):
 
 
 class Store:
-    def __init__(self, api, allocator: Allocator):
+    def __init__(self, api, allocator: Allocator, service_cidr: str = DEFAULT_SERVICE_CIDR):
         self.api = api
         self.allocator = allocator
+        self.service_cidr = netaddr.IPNetwork(service_cidr)
 
     # -- reads -------------------------------------------------------------
     def rows(self, kind: str, namespace: str | None = None):
@@ -364,7 +367,8 @@ class Store:
         subnets = sorted({p.name for r in requests.values() for p in r.subnets})
 
         def build(new_allocation):
-            taken: dict = {"vlan": set(), "vni": set(), "vpc_vni": set(), "zone": set(), "subnet_vlan": {}}
+            taken: dict = {"vlan": set(), "vni": set(), "vpc_vni": set(), "zone": set(), "subnet_vlan": {},
+                           "cluster_ip": set(), "node_port": set()}
             commands = []
             for obj in objs:
                 columns = {"labels": dict(obj.labels), "annotations": dict(obj.annotations),
@@ -390,6 +394,8 @@ class Store:
                     derive = self._derive_vpc(obj, taken)
                 elif obj.kind == "Namespace":
                     columns["vpc"] = obj.spec.get("vpc", "")
+                elif obj.kind == "Service":
+                    derive = self._derive_service(obj, taken)
                 commands.append(UpsertIntentCommand(self.api, obj.kind, obj.namespace, obj.name, columns, derive))
             return commands
 
@@ -478,6 +484,48 @@ class Store:
                 raise IpamError(f"{obj.ref}: spec.vni: no free L3VNI left")
             taken["vpc_vni"].add(vni)
             return {**out, "vni": vni}
+        return derive
+
+    def _derive_service(self, obj, taken):
+        """status.clusterIP (spec.clusterIP, else kept, else the lowest free address of the
+        service CIDR; "None": headless) and status.nodePorts (port name -> node port: spec's, else
+        kept, else the lowest free in 30000-32767 for that protocol), unique cluster-wide."""
+        def derive(row):
+            old = _status(row) if row is not None else {}
+            others = [r for r in self.api.tables["Service"].rows.values()
+                      if (r.namespace, r.name) != (obj.namespace, obj.name)]
+            used_ips = {_status(r).get("clusterIP") for r in others} | taken["cluster_ip"]
+            ip = obj.spec.get("clusterIP")
+            if ip is None:
+                ip = old.get("clusterIP") if old.get("clusterIP") not in (None, "None") else None
+                if ip is None:
+                    ip = next((str(a) for a in self.service_cidr.iter_hosts()
+                               if str(a) not in used_ips and a != self.service_cidr.network + 1), None)
+                    if ip is None:
+                        raise IpamError(f"{obj.ref}: no free cluster IP left in {self.service_cidr}")
+            elif ip != "None" and ip in used_ips:
+                raise IpamError(f"{obj.ref}: spec.clusterIP {ip} is already another Service's")
+            taken["cluster_ip"].add(ip)
+            used_ports = {(p, proto) for r in others for name, (p, proto) in
+                          (_status(r).get("nodePorts") or {}).items()} | taken["node_port"]
+            ports = {}
+            if obj.spec.get("type") == "NodePort":
+                for sp in obj.spec.get("ports") or ():
+                    proto = sp.get("protocol", "TCP")
+                    want = sp.get("nodePort") or (old.get("nodePorts") or {}).get(sp.get("name", ""), [None])[0]
+                    if want is not None and (want, proto) in used_ports:
+                        if sp.get("nodePort"):
+                            raise IpamError(f"{obj.ref}: spec.ports nodePort {want}/{proto} is already in use")
+                        want = None
+                    if want is None:
+                        want = next((p for p in range(*NODE_PORT_RANGE) if (p, proto) not in used_ports), None)
+                        if want is None:
+                            raise IpamError(f"{obj.ref}: no free node port left for {proto}")
+                    used_ports.add((want, proto))
+                    ports[sp.get("name", "")] = [want, proto]
+            taken["node_port"] |= {tuple(v) for v in ports.values()}
+            status = {**old, "clusterIP": ip, "nodePorts": ports}
+            return {} if status == old else {"status": canonical(status)}
         return derive
 
     def delete(self, keys) -> list[dict]:
