@@ -43,7 +43,8 @@ from vpcnet.ovsdb.state.impl_idl import StateApi
 LOG = logging.getLogger(__name__)
 NETWORK_TABLES = ("Vpc", "Subnet", "Pod", "Node")
 POLICY_TABLES = ("Namespace", "SecurityGroup", "NetworkPolicy")
-WATCHED_TABLES = NETWORK_TABLES + POLICY_TABLES
+SERVICE_TABLES = ("Service", "Endpoints")
+WATCHED_TABLES = NETWORK_TABLES + POLICY_TABLES + SERVICE_TABLES
 POLICY_CHANGED = "policy/objects"     # the owner changed_owners reports for any policy object change
 
 
@@ -54,6 +55,7 @@ def changed_owners(before: ClusterIn, after: ClusterIn) -> list[str]:
     if (before.namespaces, before.security_groups, before.network_policies) != (
             after.namespaces, after.security_groups, after.network_policies):
         out.append(POLICY_CHANGED)
+    out += changed_services(before, after)
     for kind, items in (("vpc", lambda c: {v.name: v for v in c.vpcs}),
                         ("subnet", lambda c: {s.name: s for s in c.subnets}),
                         ("node", lambda c: {n.name: n for n in c.nodes}),
@@ -61,6 +63,14 @@ def changed_owners(before: ClusterIn, after: ClusterIn) -> list[str]:
         old, new = items(before), items(after)
         out += [f"{kind}/{k}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
     return out
+
+
+def changed_services(before: ClusterIn, after: ClusterIn) -> list[str]:
+    """``svc/<ns>/<name>`` of every Service that differs between two states."""
+    if before.services == after.services:
+        return []
+    old, new = {s.key: s for s in before.services}, {s.key: s for s in after.services}
+    return [f"svc/{ns}/{name}" for ns, name in sorted(old.keys() | new.keys()) if old.get((ns, name)) != new.get((ns, name))]
 
 
 def changed_owners_by_node(before: ClusterIn, after: ClusterIn, owners=None) -> dict[str, frozenset[str]]:
@@ -123,6 +133,7 @@ class FlowEngine:
         # What changed since the last pass (see topology.update); _full: read every row instead.
         self._full = True
         self._policy_dirty = False
+        self._services_dirty = False
         self._ports_dirty: set[tuple[int, str]] = set()
         self._rows_seen: dict[str, object] = {}   # table -> its IDL row dict at the last build
         self._dpid_of: tuple[object, dict[str, int]] = (None, {})
@@ -170,6 +181,10 @@ class FlowEngine:
             if table in POLICY_TABLES:
                 with self.lock:
                     self._policy_dirty = True   # re-read the policy objects only
+                    self._services_dirty = self._services_dirty or table == "Namespace"   # namespace -> VPC
+            elif table in SERVICE_TABLES:
+                with self.lock:
+                    self._services_dirty = True
             elif table != "Pod":
                 with self.lock:
                     self._full = True   # Vpc, Subnet, Node: rare; read everything again
@@ -327,7 +342,11 @@ class FlowEngine:
         with self.lock:
             ports = {datapaths[d]: dict(p) for d, p in self.ports.items() if d in datapaths}
         return topology.build(rows["Vpc"], rows["Subnet"], rows["Pod"], rows["Node"], ports,
-                              self._security())
+                              self._security(), self._services())
+
+    def _services(self) -> topology.Services:
+        return topology.services(*(self.api.list_objects(t).execute(check_error=True)
+                                   for t in ("Vpc", "Namespace") + SERVICE_TABLES))
 
     def _security(self) -> topology.Security:
         return topology.security(*(self.api.list_objects(t).execute(check_error=True) for t in POLICY_TABLES))
@@ -338,17 +357,20 @@ class FlowEngine:
         with self.lock:
             full, self._full = self._full, False
             policy_dirty, self._policy_dirty = self._policy_dirty, False
+            services_dirty, self._services_dirty = self._services_dirty, False
             ports_dirty, self._ports_dirty = self._ports_dirty, set()
         pods_dirty = self.api.idl.take_pod_changes()
         topo = self.topology
         tables = self.api.idl.tables
         if full or topo is None or any(tables[t].rows is not rows for t, rows in self._rows_seen.items()):
             return self.build_topology()
-        if policy_dirty:
-            # Only policy objects changed: swap them in, share the rest. Together with pod or
-            # port changes (rare in one pass), read everything.
-            if pods_dirty or ports_dirty:
+        if policy_dirty or services_dirty:
+            # Only policy objects or Services changed: swap them in, share the rest. Together
+            # with pod or port changes, or both kinds at once (rare in one pass), read everything.
+            if pods_dirty or ports_dirty or (policy_dirty and services_dirty):
                 return self.build_topology()
+            if services_dirty:
+                return topology.with_services(topo, self._services())
             return topology.with_security(topo, self._security())
         if not pods_dirty and not ports_dirty:
             return topo
@@ -389,6 +411,8 @@ class FlowEngine:
             affected = {}
         elif topo.changed_policy:
             affected = changed_owners_by_node(before, topo.cluster, [POLICY_CHANGED])
+        elif topo.changed_services:
+            affected = changed_owners_by_node(before, topo.cluster, changed_services(before, topo.cluster))
         elif topo.changed_pods is not None:
             affected = changed_owners_by_node(before, topo.cluster,
                                               [f"pod/{ns}/{name}" for ns, name in sorted(topo.changed_pods)])

@@ -31,6 +31,7 @@ import netaddr
 from vpcnet.app.ipam.plan import SubnetPlan
 from vpcnet.app.intent.workload import ANN_SECURITY_GROUPS
 from vpcnet.flows.inputs import peering_overlap
+from vpcnet.flows.service_inputs import ServiceIn
 from vpcnet.flows import (
     ClusterIn, InputError, NamespaceIn, NetworkPolicyIn, NodeIn, PodIn, SecurityGroupIn, SubnetIn, VpcIn,
     node_router_mac,
@@ -62,6 +63,8 @@ class Topology:
     changed_pods: frozenset | None = field(default=None, compare=False, repr=False)
     # Set by ``with_security``: the policy objects changed (and nothing else).
     changed_policy: bool = field(default=False, compare=False, repr=False)
+    # Set by ``with_services``: the Services changed (and nothing else).
+    changed_services: bool = field(default=False, compare=False, repr=False)
 
 
 class _Pods:
@@ -71,14 +74,19 @@ class _Pods:
 
     Owned by one Topology value at a time: ``update`` moves it to the value it returns."""
 
-    def __init__(self, base_problems: list[str], network_problems: list[str] | None = None):
-        # base_problems = network_problems (rows other than pods) + the policy objects' problems
-        self.network_problems = list(base_problems) if network_problems is None else network_problems
+    def __init__(self, network_problems: list[str], security_problems=(), service_problems=()):
+        # the problems of the rows other than pods: network rows, policy objects, services
+        self.network_problems = list(network_problems)
+        self.security_problems = list(security_problems)
+        self.service_problems = list(service_problems)
         self.by_port: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.problems: dict[tuple[str, str], tuple[tuple, str, bool]] = {}
         self.clashes = 0
-        self.base_problems = base_problems
         self.owner: Topology | None = None
+
+    @property
+    def base_problems(self) -> list[str]:
+        return self.network_problems + self.security_problems + self.service_problems
 
     def wire(self, key, where: tuple[str, str] | None, add: bool) -> None:
         if where is None:
@@ -150,12 +158,89 @@ def with_security(topo: Topology, sec: Security) -> Topology:
         raise ValueError("with_security needs the latest topology value")
     cluster = topo.cluster.with_security(namespaces=sec.namespaces, security_groups=sec.security_groups,
                                          network_policies=sec.network_policies)
-    index.base_problems = index.network_problems + list(sec.problems)
+    index.security_problems = list(sec.problems)
     new = Topology(cluster, index.problem_list(), topo.node_by_dpid, topo.node_specs, index)
     new.changed_pods = frozenset()
     new.changed_policy = True
     index.owner = new
     return new
+
+
+def with_services(topo: Topology, svc: Services) -> Topology:
+    """``topo`` with other Services (a Service or Endpoints row changed), sharing the rest;
+    the state behind ``topo`` moves to the returned value, as with ``update``."""
+    index = topo.pods_index
+    if index is None or index.owner is not topo:
+        raise ValueError("with_services needs the latest topology value")
+    kept = tuple(x for x in svc.services if topo.cluster.find_vpc(x.vpc) is not None)
+    cluster = topo.cluster.with_services(kept)
+    index.service_problems = list(svc.problems) + [
+        f"Service/{x.namespace}/{x.name}: vpc {x.vpc!r} is unknown or left out" for x in svc.services if x not in kept]
+    new = Topology(cluster, index.problem_list(), topo.node_by_dpid, topo.node_specs, index)
+    new.changed_pods = frozenset()
+    new.changed_services = True
+    index.owner = new
+    return new
+
+
+@dataclass(frozen=True)
+class Services:
+    """The Services as compiler input (``ClusterIn.with_services``) and their problems."""
+    services: tuple = ()
+    problems: tuple = ()
+
+
+def namespace_vpcs(vpc_rows, ns_rows) -> dict[str, str]:
+    """namespace -> VPC, as the store resolves it: a Vpc listing it in spec.namespaces (first by
+    name), else the Namespace's spec.vpc; other namespaces belong to the VPC "default"."""
+    out: dict[str, str] = {}
+    for row in sorted(ns_rows, key=lambda r: r.name):
+        vpc = _json(row.spec).get("vpc")
+        if vpc:
+            out[row.name] = vpc
+    for row in sorted(vpc_rows, key=lambda r: r.name, reverse=True):
+        for ns in _json(row.spec).get("namespaces") or ():
+            out[ns] = row.name
+    return out
+
+
+def services(vpc_rows, ns_rows, svc_rows, ep_rows) -> Services:
+    """Service rows (spec + the cluster IP the store allocated) with their Endpoints rows ->
+    compiler input. A Service that cannot be converted, or whose cluster IP or node port another
+    one holds, is left out with a problem (older one wins)."""
+    vpc_of = namespace_vpcs(vpc_rows, ns_rows)
+    known_vpcs = {r.name for r in vpc_rows}
+    endpoints = {(r.namespace, r.name): _json(r.spec) for r in ep_rows}
+    out, problems, ips, node_ports = [], [], {}, {}
+    for row in sorted(svc_rows, key=lambda r: (r.created_ms, r.namespace, r.name)):
+        who = f"Service/{row.namespace}/{row.name}"
+        vpc = vpc_of.get(row.namespace, "default")
+        if vpc not in known_vpcs:
+            problems.append(f"{who}: namespace {row.namespace!r} belongs to no known VPC ({vpc!r}); left out")
+            continue
+        spec, status = _json(row.spec), _json(row.status)
+        spec = {**spec, "ports": [dict(p, nodePort=p.get("nodePort") or (status.get("nodePorts") or {}).get(
+            p.get("name", ""), [None])[0]) for p in spec.get("ports") or ()]}
+        spec["ports"] = [{k: v for k, v in p.items() if v is not None} for p in spec["ports"]]
+        try:
+            svc = ServiceIn.from_spec(row.namespace, row.name, vpc, spec, status.get("clusterIP"),
+                                      endpoints.get((row.namespace, row.name)))
+        except (InputError, KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{who}: {exc}")
+            continue
+        clash = ips.get(svc.cluster_ip) if svc.cluster_ip else None
+        clash = clash or next((node_ports[(p.node_port, p.protocol)] for p in svc.ports
+                               if p.node_port and (p.node_port, p.protocol) in node_ports), None)
+        if clash is not None:
+            problems.append(f"{who}: its cluster IP or a node port is also {clash}'s; left out")
+            continue
+        if svc.cluster_ip:
+            ips[svc.cluster_ip] = who
+        for p in svc.ports:
+            if p.node_port:
+                node_ports[(p.node_port, p.protocol)] = who
+        out.append(svc)
+    return Services(tuple(out), tuple(problems))
 
 
 def _named_ports(spec: dict) -> tuple:
@@ -197,7 +282,7 @@ def _allowed_subnets(spec: dict, name: str, vpc: str, plans: dict[str, tuple[str
 
 
 def build(vpc_rows, subnet_rows, pod_rows, node_rows,
-          ports: dict[str, dict[str, int]], sec: Security = Security()) -> Topology:
+          ports: dict[str, dict[str, int]], sec: Security = Security(), svc: Services | None = None) -> Topology:
     """``ports``: node name -> {port name: ofport} for every connected bridge; ``sec``: the
     policy objects (``security()``)."""
     problems: list[str] = []
@@ -275,7 +360,11 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         except InputError as exc:
             problems.append(f"Node/{row.name}: {exc}")
 
-    index = _Pods(problems + list(sec.problems), list(problems))
+    svc = svc or Services()
+    svc_kept = tuple(x for x in svc.services if x.vpc in vpcs)
+    svc_problems = list(svc.problems) + [f"Service/{x.namespace}/{x.name}: vpc {x.vpc!r} is unknown or left out"
+                                         for x in svc.services if x.vpc not in vpcs]
+    index = _Pods(problems, sec.problems, svc_problems)
     pods: list[PodIn] = []
     seen: dict[tuple, tuple[str, str]] = {}
     for row in sorted(pod_rows, key=lambda r: (r.created_ms, r.namespace, r.name)):
@@ -298,7 +387,7 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         pods.append(pod)
 
     cluster = ClusterIn(tuple(vpcs.values()), tuple(subnets.values()), tuple(pods), tuple(nodes.values()),
-                        sec.namespaces, sec.security_groups, sec.network_policies)
+                        sec.namespaces, sec.security_groups, sec.network_policies, svc_kept)
     topo = Topology(cluster, index.problem_list(), node_by_dpid, node_specs, index)
     index.owner = topo
     return topo

@@ -263,3 +263,31 @@ def test_peering_from_vpc_specs_and_why_one_is_not_established():
     assert "Vpc/finance: peer 'ghost' is unknown" in problems
     assert "Vpc/ops: peer 'finance' does not list 'ops'" in problems
     assert "Vpc/copy: cannot peer with 'lab': 10.50.0.0/25 overlaps 10.50.0.0/24" in problems
+
+
+def test_services_from_rows_with_their_vpc_cluster_ip_and_endpoints():
+    def svc_row(ns, name, created, ip, node_ports=None, ports=(("http", 80),)):
+        spec = {"type": "NodePort" if node_ports else "ClusterIP",
+                "ports": [{"name": n, "port": p, "protocol": "TCP", "targetPort": 8080} for n, p in ports]}
+        status = {"clusterIP": ip, "nodePorts": {n: [p, "TCP"] for n, p in (node_ports or {}).items()}}
+        return SimpleNamespace(namespace=ns, name=name, created_ms=created, spec=json.dumps(spec),
+                               status=json.dumps(status))
+    vpcs = [SimpleNamespace(name="finance", zone=[1], vni=50000, spec=json.dumps({"namespaces": ["trading"]})),
+            SimpleNamespace(name="retail", zone=[2], vni=50001, spec="{}")]
+    namespaces = [SimpleNamespace(name="shop", labels={}, spec=json.dumps({"vpc": "retail"}))]
+    eps = [SimpleNamespace(namespace="trading", name="web", spec=json.dumps({"subsets": [
+        {"addresses": [{"ip": "10.10.0.5", "nodeName": "node-1"}], "ports": [{"name": "http", "port": 8080}]}]}))]
+    rows = [svc_row("trading", "web", 1, "10.96.0.2", {"http": 30080}), svc_row("shop", "cart", 2, "10.96.0.3"),
+            svc_row("trading", "dup", 3, "10.96.0.2"), svc_row("nowhere", "x", 4, "10.96.0.9")]
+    got = topology.services(vpcs, namespaces, rows, eps)
+    assert [(s.namespace, s.name, s.vpc, s.cluster_ip) for s in got.services] == [
+        ("trading", "web", "finance", "10.96.0.2"), ("shop", "cart", "retail", "10.96.0.3")]
+    web = got.services[0]
+    assert web.ports[0].node_port == 30080 and [e.ip for e in web.endpoints] == ["10.10.0.5"]
+    assert any("Service/trading/dup" in p and "Service/trading/web" in p for p in got.problems), got.problems
+    assert any("Service/nowhere/x" in p and "'default'" in p for p in got.problems), got.problems
+    topo = topology.build(vpcs, [], [], NODES, {}, svc=got)
+    assert [s.name for s in topo.cluster.services] == ["cart", "web"]
+    emptied = topology.with_services(topo, topology.Services())
+    assert emptied.cluster.services == () and emptied.changed_services
+    assert not any(p.startswith("Service/") for p in emptied.problems)
