@@ -210,6 +210,7 @@ class Api:
         from vpcnet.flows import render
         from vpcnet.flows.cookies import owner_hash, owner_hash_of
         from vpcnet.flows.pipeline import PIPELINE
+        from vpcnet.flows.model import Flow
         if self.flows is None:
             raise ApiError(409, "this controller does not serve OpenFlow (--of-listen none)")
         table, owner = query.get("table"), query.get("owner")
@@ -224,10 +225,12 @@ class Api:
             raise ApiError(404, str(exc.args[0])) from None
         except LookupError as exc:
             raise ApiError(409, str(exc)) from None
-        if table:
-            flows = [f for f in flows if f.table == table]
+        if table:   # a table holds flows only (an owner's groups go with --owner or no filter)
+            flows = [f for f in flows if isinstance(f, Flow) and f.table == table]
         if owner:
-            flows = [f for f in flows if owner_hash_of(f.cookie) == owner_hash(owner)]
+            flows = [f for f in flows if not isinstance(f, Flow) or owner_hash_of(f.cookie) == owner_hash(owner)]
+            if not query.get("installed") in ("1", "true", "yes"):
+                flows = [f for f in flows if isinstance(f, Flow) or f in self.flows.compiled(node).get(owner, ())]
         return {"node": node, "flows": render(flows).splitlines(), "unrecognised": other}
 
     @staticmethod

@@ -1,6 +1,6 @@
 """Prometheus metrics of the controller (prometheus-client, one private registry per controller).
 
-Flow counts come from our own cache of what each switch holds (no switch round trip per
+Flow and group counts come from our own cache of what each switch holds (no switch round trip per
 scrape); per-table packet/byte counters come from the last flow dump of each bridge (taken by
 the periodic audit), exposed through a collector so a scrape reads one consistent snapshot.
 """
@@ -20,6 +20,7 @@ class _Snapshots:
     def __init__(self):
         self.lock = threading.Lock()
         self.flows: dict[str, dict[tuple[str, str], int]] = {}       # node -> (table, feature) -> n
+        self.groups: dict[str, int] = {}                              # node -> groups vpcnet holds there
         self.tables: dict[str, dict[str, tuple[int, int]]] = {}     # node -> table -> (packets, bytes)
 
     def describe(self):
@@ -32,6 +33,7 @@ class _Snapshots:
                                       "(from the last flow dump)", labels=["node", "table"])
         octets = CounterMetricFamily("vpcnet_table_bytes", "Bytes matched by vpcnet flows, per table "
                                      "(from the last flow dump)", labels=["node", "table"])
+        groups = GaugeMetricFamily("vpcnet_groups", "Groups vpcnet holds on a bridge", labels=["node"])
         with self.lock:
             for node, counts in sorted(self.flows.items()):
                 for (table, feature), n in sorted(counts.items()):
@@ -40,7 +42,9 @@ class _Snapshots:
                 for table, (p, b) in sorted(tables.items()):
                     packets.add_metric([node, table], p)
                     octets.add_metric([node, table], b)
-        return [flows, packets, octets]
+            for node, n in sorted(self.groups.items()):
+                groups.add_metric([node], n)
+        return [flows, packets, octets, groups]
 
 
 class Metrics:
@@ -59,7 +63,8 @@ class Metrics:
             "vpcnet_reconcile_duration_seconds", "Time to bring one bridge to the desired flow set",
             ["node", "kind"], registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.drift = Counter("vpcnet_drift_repaired", "Flows the audit found wrong on a switch and repaired",
+        self.drift = Counter("vpcnet_drift_repaired", "Flows (kind missing, altered, extra) and groups (kind "
+                             "group) the audit found wrong on a switch and repaired",
                              ["node", "kind"], registry=r)
         self.datapaths = Gauge("vpcnet_datapaths_connected", "Bridges connected over OpenFlow",
                                ["known"], registry=r)

@@ -101,6 +101,11 @@ class BrIntApp(app_manager.OSKenApp):
     def flow_stats(self, ev):
         self._reply(ev, True)
 
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    @_guarded("group_desc")
+    def group_desc(self, ev):
+        self._reply(ev, True)
+
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @_guarded("port_desc")
     def port_desc(self, ev):

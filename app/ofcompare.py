@@ -36,6 +36,11 @@ The audit and install paths do not build os-ken objects: ``flow_mod_identity(byt
 from the bytes, equal to ``stats_key`` / ``stats_signature`` of os-ken's parse of the same bytes
 (tested on every test flow, on the other encodings a switch may echo, and on what OVS reports);
 ``desired_key`` and ``desired_signature`` use it.
+
+Groups: ``group_signature(group_id, type, buckets)`` (``group_stats_signature(entry)`` of an
+``OFPGroupDescStats`` or our ``OFPGroupMod``, ``desired_group_signature(group)``) normalizes each
+bucket's actions the same way; OVS echoes a group's buckets in order, with the watch port/group
+it was given (ANY) and the weight (only select groups use it, so only theirs counts).
 """
 from __future__ import annotations
 
@@ -50,11 +55,14 @@ from vpcnet.app.ofencode import (
     _ACTION_HEAD, _CACHE_LIMIT, _DIRECT_NUMS, _MATCH_HEAD, _NX_ID, _NXAST_CONTROLLER2, _NXAST_REG_LOAD,
     _NXAST_REG_MOVE, _OXM_BY_NUM, encode_flow_mod,
 )
-from vpcnet.app.ofwire import _GENERIC_SET_FIELDS, _OSKEN_FIELD, NX_CTLR_NO_METER, NXActionController2, _vlan_oxm
-from vpcnet.flows.model import Flow
+from vpcnet.app.ofwire import (
+    _GENERIC_SET_FIELDS, _OSKEN_FIELD, NX_CTLR_NO_METER, NXActionController2, Wire, _vlan_oxm, standin_datapath,
+)
+from vpcnet.flows.model import Flow, Group
 from vpcnet.flows.pipeline import PIPELINE
 
 Signature = tuple
+_GROUP_WIRE = Wire(standin_datapath())
 # --- normalisation ---------------------------------------------------------------------------
 _FIELD_SIZE = {f.name: getattr(f.type, "size", None) for f in _OFP.oxm_types}
 _ALIASES = {"nd_target": "ipv6_nd_target", "nd_sll": "ipv6_nd_sll", "nd_tll": "ipv6_nd_tll",
@@ -452,6 +460,29 @@ def desired_key(flow: Flow) -> tuple:
     return flow_identity(flow)[0]
 
 
+# --- groups ------------------------------------------------------------------------------------
+def group_signature(group_id: int, group_type: int, buckets) -> Signature:
+    """Hashable, normalized description of a group entry, from os-ken objects: the buckets of an
+    ``OFPGroupMod`` we build (``Wire.group_mod``) or of an ``OFPGroupDescStats`` OVS reports.
+    Buckets keep their order (OVS keeps it and numbers them); each is (weight, watch port, watch
+    group, normalized actions), the weight only for select groups (the others ignore it)."""
+    select = group_type == _OFP.OFPGT_SELECT
+    return ("group", group_id, group_type,
+            tuple((b.weight if select else 0, b.watch_port, b.watch_group, normalize_actions(b.actions or ()))
+                  for b in buckets))
+
+
+def group_stats_signature(entry) -> Signature:
+    """Signature of anything with group_id/type/buckets: an ``OFPGroupDescStats`` reply entry or
+    an ``OFPGroupMod`` built by ``Wire.group_mod``."""
+    return group_signature(entry.group_id, entry.type, entry.buckets)
+
+
+def desired_group_signature(group: Group) -> Signature:
+    """The signature OVS reports for ``group`` once ``Wire.group_mod(group, 'add')`` installed it."""
+    return group_stats_signature(_GROUP_WIRE.group_mod(group, "add"))
+
+
 def table_names() -> dict[int, str]:
     """OpenFlow table number -> pipeline table name."""
     return {PIPELINE.id(name): name for name in PIPELINE.names()}
@@ -468,4 +499,5 @@ def describe_stats(entry) -> str:
 
 __all__ = ["flow_signature", "key_of", "flow_mod_identity", "entry_identity", "flow_identity",
            "stats_signature", "stats_key", "desired_signature", "desired_key", "normalize_match",
-           "normalize_actions", "normalize_instructions", "table_names", "describe_stats"]
+           "normalize_actions", "normalize_instructions", "table_names", "describe_stats", "group_signature",
+           "group_stats_signature", "desired_group_signature"]

@@ -1,4 +1,4 @@
-"""Request/reply over one os-ken datapath: bundles, barriers, flow and port dumps.
+"""Request/reply over one os-ken datapath: bundles, barriers, flow, group and port dumps.
 
 os-ken delivers replies as events to the app's handlers; a caller that waits for them must not
 be that handler thread. So the os-ken app only *resolves* pending requests here
@@ -287,6 +287,15 @@ class DatapathLink:
         xid = self._send(self.parser.OFPPortDescStatsRequest(self.dp, 0), pending)
         self._wait(pending, [xid], timeout)
         return {p.name.decode() if isinstance(p.name, bytes) else p.name: p.port_no for p in pending.body}
+
+    def dump_groups(self, timeout: float | None = None) -> list:
+        """Every group of the bridge (``OFPGroupDescStats`` entries: group_id, type, buckets)."""
+        pending = _Pending("group description")
+        xid = self._send(self.parser.OFPGroupDescStatsRequest(self.dp, 0), pending)
+        self._wait(pending, [xid], timeout)
+        if pending.errors:
+            raise LinkError(f"{self.what()}: {pending.what} refused: {pending.errors[0]}")
+        return list(pending.body)
 
     def send(self, msg) -> None:
         """Fire and forget (no reply expected): an os-ken message or a complete message's bytes."""

@@ -491,6 +491,11 @@ class Wire:
         return self.parser.OFPGroupMod(self.datapath, GROUP_COMMANDS[command], GROUP_TYPES[group.type],
                                        group.group_id, buckets)
 
+    def group_delete(self, group_id: int):
+        """OFPGC_DELETE of one group by id (what a dump reported; the switch also removes every
+        flow that refers to it, OF1.3 §6.5). Deleting a group the switch lacks is no error."""
+        return self.parser.OFPGroupMod(self.datapath, self.ofp.OFPGC_DELETE, self.ofp.OFPGT_ALL, group_id, [])
+
     def meter_mod(self, meter: Meter, command: str = "add"):
         """OFPMeterMod for ``command`` in add | modify | delete: one drop band."""
         if command not in METER_COMMANDS:
@@ -523,5 +528,23 @@ def osken_flow_mod(flow: Flow, command: str = "add", cookie: int | None = None) 
     return bytes(msg.buf)
 
 
+def osken_group_mod(group: Group, command: str = "add") -> bytes:
+    """``Wire.group_mod(group, command)`` serialised by os-ken (xid 0): what the reconciler sends
+    (``DatapathLink.bundle`` takes complete messages' bytes)."""
+    msg = _DEFAULT_WIRE.group_mod(group, command)
+    msg.set_xid(0)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def osken_group_delete(group_id: int) -> bytes:
+    """``Wire.group_delete(group_id)`` serialised by os-ken (xid 0)."""
+    msg = _DEFAULT_WIRE.group_delete(group_id)
+    msg.set_xid(0)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
 __all__ = ["Wire", "UnsupportedFlow", "NXActionController2", "table_id", "standin_datapath", "osken_flow_mod",
-           "use_controller2_parser", "FLOW_COMMANDS", "GROUP_COMMANDS", "METER_COMMANDS"]
+           "use_controller2_parser", "FLOW_COMMANDS", "GROUP_COMMANDS", "METER_COMMANDS", "osken_group_mod",
+           "osken_group_delete"]

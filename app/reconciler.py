@@ -18,6 +18,16 @@
   logged and counted (``errors{where="meter"}``) and the flows go in anyway (OVS takes a
   controller action naming a missing meter). Meter mods cannot go into an ONF bundle on OVS, so
   they are separate messages, checked with a barrier (``DatapathLink.send_checked``).
+* Groups: an owner's set may hold ``Group`` values next to its flows (``reconcile_groups`` has
+  the rules). The group id is its identity; one owner per id (``GroupConflict`` otherwise, raised
+  before anything is sent). They go in the same atomic bundle as the flows (OVS 3.1 takes group
+  mods in ONF bundles and rolls them back with the rest: tests/functional/test_groups_ovs.py):
+  adds and modifies before the flow-mods, deletes after them. ``resync`` dumps the groups too and
+  deletes, at the end of its bundle, every group no owner has (groups carry no cookie: all
+  groups on the bridge are taken to be vpcnet's) except the *borrowed* ones a desired flow
+  names; ``audit`` re-adds, modifies or deletes groups the same way (``drift{kind="group"}``).
+  ``installed`` keeps flows only (an owner with groups alone has an empty entry); ``groups``,
+  ``group_owner`` and ``unowned_groups`` (borrowed, on the switch) are the group cache.
 
 The cache: ``installed`` maps owner -> flow key -> Flow *as compiled* (cookie round 0); on the
 switch every one of them carries ``self.round`` in its cookie (``cookies.with_round``), set while
@@ -47,14 +57,15 @@ from collections import Counter, defaultdict
 from os_ken.ofproto import ofproto_v1_3 as _OFP13
 
 from vpcnet.app import ofcompare, ofencode, ofwire
+from vpcnet.app import reconcile_groups as groups_
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.flows import cookies
-from vpcnet.flows.model import Flow, Meter
+from vpcnet.flows.model import Flow, Group, Meter
 
 LOG = logging.getLogger(__name__)
 
-OwnerFlows = dict[str, frozenset[Flow]]
+OwnerFlows = dict[str, frozenset[Flow | Group]]
 _NOT_ROUND = ~cookies.mask_round() & 0xFFFFFFFFFFFFFFFF
 DUMP_SLICE_FLOWS = 4096   # about this many flows per flow-stats request (DatapathLink.dump_flows)
 _METER_EXISTS = (_OFP13.OFPET_METER_MOD_FAILED, _OFP13.OFPMMFC_METER_EXISTS)   # add of a meter it has
@@ -99,6 +110,10 @@ class Reconciler:
         self.round = 0
         self.installed: dict[str, dict[tuple, Flow]] = {}   # owner -> key -> flow (as compiled)
         self.owner_of: dict[tuple, str] = {}                # key -> owner
+        self.groups: dict[str, dict[int, Group]] = {}       # owner -> group id -> group (owners with groups)
+        self.group_owner: dict[int, str] = {}               # group id -> owner
+        self.unowned_groups: set[int] = set()   # on the switch, no owner's, a flow refers to them (borrowed)
+        self._group_sig = groups_.Signatures()
         self.lock = threading.Lock()
         self.synced = False
         self.cluster = None          # the compiler input this bridge was last brought to (engine's)
@@ -110,10 +125,10 @@ class Reconciler:
         self._counts: dict[tuple[str, str], int] = defaultdict(int)   # (table, feature) -> installed flows
 
     # --- helpers ---------------------------------------------------------------------------
-    def _rounded(self, flows: frozenset[Flow]) -> dict[tuple, Flow]:
+    def _rounded(self, flows: frozenset) -> dict[tuple, Flow]:
         """``flows`` in the form ``installed`` keeps them: key -> flow (as compiled; the round
-        is added to the cookie when encoding)."""
-        return {f.key: f for f in flows}
+        is added to the cookie when encoding). Group values are left out (``groups`` has them)."""
+        return groups_.split(flows)[0]
 
     def _cookie(self, flow: Flow) -> int:
         """The cookie ``flow`` carries on the switch: its own, in this round."""
@@ -152,8 +167,10 @@ class Reconciler:
 
     def _publish(self) -> None:
         counts = {k: n for k, n in self._counts.items() if n}
+        n_groups = sum(len(g) for g in self.groups.values())
         with self.metrics.snapshots.lock:
             self.metrics.snapshots.flows[self.node] = counts
+            self.metrics.snapshots.groups[self.node] = n_groups
 
     def flows(self) -> list[Flow]:
         """Every installed flow as it is on the switch (round cookie included)."""
@@ -207,16 +224,27 @@ class Reconciler:
                 LOG.warning("%s: cannot read the restart round from %s: %s", self.node, self.ovsdb, exc)
         with self.lock:   # the switch likely holds about as many flows as we want (a restart)
             self._ensure_meters()   # before any flow that may name them
+            on_switch = {e.group_id: e for e in self.link.dump_groups()}
             stats = self.link.dump_flows(slices=dump_slices(max(len(self.owner_of),
                                                                 sum(len(f) for f in desired.values()))))
             present = {cookies.round_of(s.cookie) for s in stats}
+            wanted, wanted_groups = {}, {}
+            for owner, items in desired.items():
+                flows, groups = groups_.split(items)
+                if flows or groups:
+                    wanted[owner] = flows
+                if groups:
+                    wanted_groups[owner] = groups
+            group_owner = groups_.owners_of(wanted_groups)
+            # groups around the flows, in the same bundle: adds/modifies first, stale deletes last
+            gplan = groups_.plan_resync(on_switch, wanted_groups, group_owner, wanted.values(), self._group_sig)
             previous, self.round = self.round, next_round(stored, *present)
-            wanted = {owner: self._rounded(flows) for owner, flows in desired.items() if flows}
             stale = sorted(present - {self.round})
             sent: dict[Flow, bytes] = {}
             n_adds = sum(len(flows) for flows in wanted.values())
 
             def messages():
+                yield from gplan.first
                 encode, keep, rnd = ofencode.encode_flow_mod, _NOT_ROUND, self.round << cookies.ROUND_SHIFT
                 for flows in wanted.values():
                     for f in flows.values():
@@ -224,6 +252,7 @@ class Reconciler:
                         yield msg
                 for r in stale:
                     yield self.wire.delete_by_cookie(r << cookies.ROUND_SHIFT, cookies.mask_round())
+                yield from gplan.last
 
             ready: dict = {}
 
@@ -233,13 +262,17 @@ class Reconciler:
                 for owner, flows in wanted.items():
                     self._count(owner, flows, 1, counts)
 
+            busy = n_adds or stale or gplan.first or gplan.last
+            counts = Counter(add=n_adds, delete_round=len(stale))
+            counts.update(gplan.counts)
             try:
-                self._commit(messages() if n_adds or stale else [], Counter(add=n_adds, delete_round=len(stale)),
-                             prepare)
+                self._commit(messages() if busy else [], counts, prepare)
             except BaseException:
                 self.round = previous   # the cache still holds the previous round's flows
                 raise
             self.installed = wanted
+            self.groups, self.group_owner, self.unowned_groups = wanted_groups, group_owner, gplan.kept
+            self._group_sig.keep(group_owner)
             self.owner_of, self._counts = ready["owner_of"], ready["counts"]
             self._sent, self._ident, self._seen = sent, {}, {}
             self.synced = True
@@ -251,12 +284,20 @@ class Reconciler:
             except Exception as exc:
                 LOG.warning("%s: cannot store the restart round in %s: %s", self.node, self.ovsdb, exc)
         self.metrics.reconcile_seconds.labels(node=self.node, kind="resync").observe(time.monotonic() - t0)
-        LOG.info("%s: round %d installed (%d flows, old rounds %s removed) in %.3fs", self.node, self.round,
-                 n_adds, stale or "none", time.monotonic() - t0)
+        LOG.info("%s: round %d installed (%d flows, %d groups; old rounds %s, %d stale groups removed) in %.3fs",
+                 self.node, self.round, n_adds, len(group_owner), stale or "none", len(gplan.deleted),
+                 time.monotonic() - t0)
+        if gplan.kept:
+            LOG.info("%s: groups %s are no owner's but flows refer to them: left alone", self.node,
+                     sorted(gplan.kept))
 
     # --- incremental ---------------------------------------------------------------------------
-    def _plan(self, changes: OwnerFlows) -> tuple[list, Counter, dict[str, dict[tuple, Flow]], dict[Flow, bytes]]:
-        new = {owner: self._rounded(flows) for owner, flows in changes.items()}
+    def _plan(self, changes: dict[str, tuple[dict, dict]]) -> tuple[list, Counter, dict, dict[Flow, bytes]]:
+        """Messages for ``changes`` (owner -> (flows by key, groups by id), as ``groups_.split``
+        gives): group adds/modifies, flow deletes, flow adds, group deletes. Also the flow-mod
+        counts, what to adopt once committed (``_adopt``) and the bytes sent per flow."""
+        new = {owner: flows for owner, (flows, _) in changes.items()}
+        new_groups = {owner: groups for owner, (_, groups) in changes.items()}
         final_keys = dict(self.owner_of)
         for owner in changes:
             for key in self.installed.get(owner, {}):
@@ -275,13 +316,26 @@ class Reconciler:
                 if old.get(key) != flow:
                     sent[flow] = msg = self._add(flow)
                     adds.append(msg)
-        return deletes + adds, Counter(delete=len(deletes), add=len(adds)), new, sent
+        counts = Counter(delete=len(deletes), add=len(adds))
+        if not any(new_groups.values()) and not any(owner in self.groups for owner in changes):
+            return deletes + adds, counts, (new, {}, None), sent
+
+        def remaining():   # the flows installed once this change is in
+            yield from new.values()
+            yield from (flows for owner, flows in self.installed.items() if owner not in new)
+
+        gplan = groups_.plan_apply(self.node, self.groups, self.group_owner, self.unowned_groups, new_groups, remaining)
+        counts.update(gplan.counts)
+        return gplan.first + deletes + adds + gplan.last, counts, (new, new_groups, gplan), sent
 
     def _forget_flow(self, flow: Flow) -> None:
         self._sent.pop(flow, None)
         self._ident.pop(flow, None)
 
-    def _adopt(self, new: dict[str, dict[tuple, Flow]], sent: dict[Flow, bytes]) -> None:
+    def _adopt(self, adopt: tuple, sent: dict[Flow, bytes]) -> None:
+        new, new_groups, gplan = adopt
+        if gplan is not None:
+            self._adopt_groups(new_groups, gplan)
         for owner, flows in new.items():
             old = self.installed.get(owner, {})
             self._count(owner, old, -1)
@@ -291,7 +345,7 @@ class Reconciler:
                     del self.owner_of[key]
                 if flows.get(key) != flow:
                     self._forget_flow(flow)
-            if flows:
+            if flows or self.groups.get(owner):
                 self.installed[owner] = flows
             else:
                 self.installed.pop(owner, None)
@@ -301,15 +355,35 @@ class Reconciler:
             self._ident.pop(flow, None)
             self._sent[flow] = msg
 
+    def _adopt_groups(self, new_groups: dict[str, dict[int, Group]], gplan: groups_.Plan) -> None:
+        for owner, groups in new_groups.items():
+            for gid in self.groups.get(owner, ()):
+                if self.group_owner.get(gid) == owner:
+                    del self.group_owner[gid]
+            if groups:
+                self.groups[owner] = groups
+            else:
+                self.groups.pop(owner, None)
+        for owner, groups in new_groups.items():
+            for gid in groups:
+                self.group_owner[gid] = owner
+        unowned = self.unowned_groups
+        unowned.difference_update(self.group_owner)
+        unowned.difference_update(gplan.deleted)
+        unowned.update(gplan.kept)
+        self._group_sig.keep(self.group_owner)
+
     def apply(self, changes: OwnerFlows) -> list[str]:
-        """Bring ``changes`` (owner -> its complete flow set; empty = remove the owner) onto the
-        switch. Returns the owners that failed (logged and counted)."""
+        """Bring ``changes`` (owner -> its complete set of flows and groups; empty = remove the
+        owner) onto the switch. Returns the owners that failed (logged and counted). Raises
+        ``ofwire.UnsupportedFlow`` / ``reconcile_groups.GroupConflict`` (nothing sent)."""
         if not changes:
             return []
         t0 = time.monotonic()
         failed: list[str] = []
         with self.lock:
-            changes = {o: f for o, f in changes.items() if self._differs(o, f)}
+            changes = {o: groups_.split(f) for o, f in changes.items()}
+            changes = {o: fg for o, fg in changes.items() if self._differs_split(o, fg)}
             if not changes:
                 return []
             messages, counts, new, sent = self._plan(changes)
@@ -322,19 +396,23 @@ class Reconciler:
                     LOG.error("%s: flows of %s not installed: %s", self.node, ", ".join(sorted(changes)), exc)
                 else:
                     for owner, flows in sorted(changes.items()):  # find the bad owner(s)
-                        messages, counts, new, sent = self._plan({owner: flows})
-                        try:
+                        try:   # alone, an owner may take a group id another one has not let go yet
+                            messages, counts, new, sent = self._plan({owner: flows})
                             self._commit(messages, counts)
                             self._adopt(new, sent)
-                        except LinkError as one:
+                        except (LinkError, groups_.GroupConflict) as one:
                             failed.append(owner)
                             LOG.error("%s: flows of %s not installed: %s", self.node, owner, one)
             self._publish()
         self.metrics.reconcile_seconds.labels(node=self.node, kind="incremental").observe(time.monotonic() - t0)
         return failed
 
-    def _differs(self, owner: str, flows: frozenset[Flow]) -> bool:
-        return self.installed.get(owner, {}) != self._rounded(flows)
+    def _differs(self, owner: str, items: frozenset) -> bool:
+        return self._differs_split(owner, groups_.split(items))
+
+    def _differs_split(self, owner: str, flows_groups: tuple[dict, dict]) -> bool:
+        flows, groups = flows_groups
+        return self.installed.get(owner, {}) != flows or self.groups.get(owner, {}) != groups
 
     # --- audit ---------------------------------------------------------------------------------
     def _identity(self, flow: Flow) -> tuple:
@@ -410,11 +488,13 @@ class Reconciler:
         drift: Counter = Counter()
         generation = self._generation
         slices = dump_slices(len(self.owner_of))
+        on_switch = {e.group_id: e for e in self.link.dump_groups()}
         seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
         index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
         self._identify_sent()
         with self.lock:
             if self._generation != generation:   # a bundle went in meanwhile: look again, now locked
+                on_switch = {e.group_id: e for e in self.link.dump_groups()}
                 seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
                 index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
             with self.metrics.snapshots.lock:
@@ -452,11 +532,15 @@ class Reconciler:
                         drift["extra"] += 1
                         deletes.append(self.wire.delete_stats_strict(s))
             deletes.reverse()
-            messages = deletes + adds
+            gplan, n_groups = groups_.plan_audit(on_switch, self.groups, self.installed.values(), self._group_sig)
+            if n_groups:
+                drift["group"] += n_groups
+            messages = gplan.first + deletes + adds + gplan.last   # groups before the flows naming them
             if messages:
                 self._commit(messages, Counter(repair=len(messages)))
                 for kind, n in drift.items():
                     self.metrics.drift.labels(node=self.node, kind=kind).inc(n)
                 LOG.warning("%s: audit repaired drift: %s", self.node, dict(drift))
+            self.unowned_groups = gplan.kept
         self.metrics.reconcile_seconds.labels(node=self.node, kind="audit").observe(time.monotonic() - t0)
         return drift

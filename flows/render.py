@@ -4,6 +4,7 @@
   match text); used for golden tests, logs, debug endpoints and difflib diffs:
   ``cookie=0x50000d2c1a9f3, table=l2_fwd, priority=200,reg2=0x5,dl_dst=0e:76:70:00:00:05
   actions=set_field:0x3->reg3,load:0x1->NXM_NX_REG0[4],goto_table:ingress_policy``
+  Group values among the flows come last, one ``group_id=..,type=..,bucket=..`` line each.
 * ``render_for_ofctl(flows)``: the same flows as ``ovs-ofctl -O OpenFlow13 add-flows`` input
   (numeric tables): ``cookie=0x..,table=20,priority=200,ip,reg1=0x7,actions=ct(table=21,zone=7)``.
 
@@ -150,9 +151,16 @@ def render_flow(flow: Flow) -> str:
     return f"{head} actions={format_actions(flow.actions, lambda t: t)}"
 
 
-def render(flows: Iterable[Flow], pipeline: Pipeline = PIPELINE) -> str:
-    """Canonical dump with table names, one flow per line, sorted; ends with a newline."""
+def render(flows: Iterable[Flow | Group], pipeline: Pipeline = PIPELINE) -> str:
+    """Canonical dump with table names, one flow per line, sorted; ends with a newline. Group
+    values among them (an owner's set may hold some) follow the flows, by id, one line each
+    (``render_group_line``)."""
+    flows = list(flows)
+    groups = [g for g in flows if isinstance(g, Group)]
+    if groups:
+        flows = [f for f in flows if not isinstance(f, Group)]
     lines = [render_flow(f) for f in sorted_flows(flows, pipeline)]
+    lines += [render_group_line(g) for g in sorted(groups, key=lambda g: g.group_id)]
     return "".join(line + "\n" for line in lines)
 
 
@@ -171,14 +179,23 @@ def render_for_ofctl(flows: Iterable[Flow], pipeline: Pipeline = PIPELINE) -> st
     return "".join(render_flow_for_ofctl(f, pipeline) + "\n" for f in sorted_flows(flows, pipeline))
 
 
-def render_group(group: Group, pipeline: Pipeline = PIPELINE) -> str:
-    """Text for ``ovs-ofctl -O OpenFlow13 add-groups``."""
-    num = lambda t: str(pipeline.id(t))  # noqa: E731
+def _group_text(group: Group, table: TableFmt) -> str:
     buckets = []
     for b in group.buckets:
         weight = f"weight:{b.weight}," if b.weight is not None else ""
-        buckets.append(f"bucket={weight}actions={format_actions(b.actions, num)}")
+        buckets.append(f"bucket={weight}actions={format_actions(b.actions, table)}")
     return ",".join([f"group_id={group.group_id}", f"type={group.type}", *buckets])
+
+
+def render_group(group: Group, pipeline: Pipeline = PIPELINE) -> str:
+    """Text for ``ovs-ofctl -O OpenFlow13 add-groups``."""
+    return _group_text(group, lambda t: str(pipeline.id(t)))
+
+
+def render_group_line(group: Group) -> str:
+    """A group as ``render`` shows it (table names):
+    ``group_id=7,type=select,bucket=weight:1,actions=ct(commit,table=ct_state,zone=3,nat(dst=10.0.0.5:80))``."""
+    return _group_text(group, lambda t: t)
 
 
 def render_meter(meter: Meter) -> str:
@@ -188,5 +205,5 @@ def render_meter(meter: Meter) -> str:
     return f"meter={meter.meter_id},{flags},band=type=drop,rate={meter.rate}{burst}"
 
 
-__all__ = ["render", "render_flow", "render_for_ofctl", "render_flow_for_ofctl", "render_group",
+__all__ = ["render", "render_flow", "render_for_ofctl", "render_flow_for_ofctl", "render_group", "render_group_line",
            "render_meter", "format_match", "format_actions", "sorted_flows"]

@@ -86,6 +86,11 @@ class MeterProbe(app_manager.OSKenApp):
         if self._ours(ev):
             self.link.on_reply(ev.msg)
 
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, BOTH)
+    def _group_desc(self, ev):      # Reconciler.resync/audit dump the groups (DatapathLink.dump_groups)
+        if self._ours(ev):
+            self.link.on_reply(ev.msg, bool(ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE))
+
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, BOTH)
     def _flow_stats(self, ev):
         if self._ours(ev):

@@ -105,6 +105,11 @@ class OfwireProbe(app_manager.OSKenApp):
         else:
             self.replies.put(("barrier", ev.msg.xid))
 
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, BOTH)
+    def _group_desc(self, ev):      # Reconciler.resync/audit dump the groups (DatapathLink.dump_groups)
+        if self._ours(ev):
+            self.link.on_reply(ev.msg, bool(ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE))
+
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, BOTH)
     def _flow_stats(self, ev):
         more = bool(ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE)

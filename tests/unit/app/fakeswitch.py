@@ -5,7 +5,10 @@ unit tests of ``oflink`` and ``reconciler``.
 ``ofproto_parser``, ``id``, ``send(bytes)``, ``send_msg(msg)``). Every buffer sent is split into
 messages (a buffer must hold whole messages: that is checked) and handled like OVS would:
 ONF bundles (open / add / commit / discard, atomic), flow-mods (add, delete_strict, delete by
-cookie mask), barriers and flow dumps. Replies are real os-ken message objects parsed from real
+cookie mask), group mods (add / modify / delete, in bundles too, answered as OVS does:
+OFPGMFC_GROUP_EXISTS, OFPGMFC_UNKNOWN_GROUP; deleting a group deletes the flows naming it; with
+``check_group_refs`` a flow naming a missing group is refused, OFPBAC_BAD_OUT_GROUP), barriers,
+flow dumps and group dumps (OFPMP_GROUP_DESC). Replies are real os-ken message objects parsed from real
 bytes and handed to ``link.on_reply`` / ``link.on_error`` synchronously, inside ``send`` (the
 link registers every xid before it sends). Flows are keyed by (table, priority, set of match
 TLVs) and dumped with their match fields in *reverse* order, as OVS also reorders them.
@@ -23,6 +26,24 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 HEADER = struct.Struct("!BBHI")
 FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")
 FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
+GROUP_MOD = struct.Struct("!HBxI")         # command, type, group_id (after the OF header)
+GROUP_DESC = struct.Struct("!HBxI")        # length, type, group_id
+
+
+def action_groups(ins: bytes) -> set[int]:
+    """The group ids the OFPAT_GROUP actions of a flow's instructions name."""
+    out, p = set(), 0
+    while p + 8 <= len(ins):
+        itype, ilen = struct.unpack_from("!HH", ins, p)
+        if itype in (ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS):
+            q = p + 8
+            while q + 4 <= p + ilen:
+                atype, alen = struct.unpack_from("!HH", ins, q)
+                if atype == ofp.OFPAT_GROUP:
+                    out.add(struct.unpack_from("!I", ins, q + 4)[0])
+                q += alen
+        p += ilen
+    return out
 
 
 def split_messages(buf: bytes) -> list[bytes]:
@@ -61,6 +82,9 @@ class FakeDatapath:
         self.ofproto, self.ofproto_parser, self.id = ofp, parser, dpid
         self.link = None                 # set by the test: where replies go
         self.flows: dict[tuple, tuple] = {}   # (table, priority, frozenset(tlvs)) -> (cookie, tlvs, instructions)
+        self.groups: dict[int, tuple[int, bytes]] = {}   # group id -> (type, buckets as sent)
+        self.group_mods: list[tuple[int, int, bool]] = []   # (command, group id, in a bundle), as applied
+        self.check_group_refs = False    # refuse a flow naming a missing group (OVS does)
         self.bundles: dict[int, list] = {}
         self.bundle_errors: dict[int, bool] = {}
         self.sent: list[bytes] = []      # every buffer, as given to send()
@@ -102,8 +126,8 @@ class FakeDatapath:
             self.link.on_reply(msg, more)
         return len(held)
 
-    def _error(self, xid: int, code: int = 1):
-        err = SimpleNamespace(xid=xid, type=ofp.OFPET_BAD_REQUEST, code=code)
+    def _error(self, xid: int, code: int = 1, type_: int = ofp.OFPET_BAD_REQUEST):
+        err = SimpleNamespace(xid=xid, type=type_, code=code)
         if self.link is not None:
             self.link.on_error(err)
 
@@ -122,9 +146,17 @@ class FakeDatapath:
                     if self.bundle_errors.pop(bundle_id):
                         self._error(xid, 2)
                     else:
+                        saved = dict(self.flows), dict(self.groups), len(self.group_mods)
                         for inner in adds:
-                            self._flow_mod(inner)
-                        self.commits += 1
+                            err = self._apply(inner, True)
+                            if err is not None:   # atomic: nothing of the bundle stays
+                                self.flows, self.groups = saved[0], saved[1]
+                                del self.group_mods[saved[2]:]
+                                self._error(HEADER.unpack_from(inner, 0)[3], err[1], err[0])
+                                self._error(xid, 2)
+                                break
+                        else:
+                            self.commits += 1
                 elif ctype == ofp.ONF_BCT_DISCARD_REQUEST:
                     self.bundles.pop(bundle_id, None)
                     self.bundle_errors.pop(bundle_id, None)
@@ -139,18 +171,58 @@ class FakeDatapath:
                     self._error(xid)
                 self.bundles[bundle_id].append(inner)
             return
-        if msg_type == ofp.OFPT_FLOW_MOD:
-            self._flow_mod(m)
+        if msg_type in (ofp.OFPT_FLOW_MOD, ofp.OFPT_GROUP_MOD):
+            err = self._apply(m, False)
+            if err is not None:
+                self._error(xid, err[1], err[0])
         elif msg_type == ofp.OFPT_BARRIER_REQUEST:
             self._reply(parse(HEADER.pack(4, ofp.OFPT_BARRIER_REPLY, 8, xid), self))
         elif msg_type == ofp.OFPT_MULTIPART_REQUEST:
             mp_type = struct.unpack_from("!H", m, 8)[0]
+            if mp_type == ofp.OFPMP_GROUP_DESC:
+                self._dump_groups(xid)
+                return
             assert mp_type == ofp.OFPMP_FLOW
             cookie, cookie_mask = struct.unpack_from("!QQ", m, 32)
             self.dumps.append((cookie, cookie_mask))
             self._dump(xid, cookie, cookie_mask)
 
-    def _flow_mod(self, m: bytes) -> None:
+    def _apply(self, m: bytes, bundled: bool):
+        """Apply a flow or group mod; the error (type, code) the switch answers, or None."""
+        if m[1] == ofp.OFPT_GROUP_MOD:
+            return self._group_mod(m, bundled)
+        return self._flow_mod(m)
+
+    def _group_mod(self, m: bytes, bundled: bool):
+        command, gtype, group_id = GROUP_MOD.unpack_from(m, 8)
+        failed = ofp.OFPET_GROUP_MOD_FAILED
+        if command == ofp.OFPGC_ADD:
+            if group_id in self.groups:
+                return failed, ofp.OFPGMFC_GROUP_EXISTS
+            self.groups[group_id] = (gtype, m[16:])
+        elif command == ofp.OFPGC_MODIFY:
+            if group_id not in self.groups:
+                return failed, ofp.OFPGMFC_UNKNOWN_GROUP
+            self.groups[group_id] = (gtype, m[16:])
+        elif command == ofp.OFPGC_DELETE:
+            ids = set(self.groups) if group_id == ofp.OFPG_ALL else {group_id}
+            for gid in ids:
+                self.groups.pop(gid, None)
+            for k, (_, _, ins) in list(self.flows.items()):   # as OVS: the flows naming them go too
+                if action_groups(ins) & ids:
+                    del self.flows[k]
+        else:
+            raise AssertionError(f"unexpected group-mod command {command}")
+        self.group_mods.append((command, group_id, bundled))
+        return None
+
+    def _dump_groups(self, xid: int) -> None:
+        body = b"".join(GROUP_DESC.pack(8 + len(buckets), gtype, gid) + buckets
+                        for gid, (gtype, buckets) in sorted(self.groups.items()))
+        head = HEADER.pack(4, ofp.OFPT_MULTIPART_REPLY, 16 + len(body), xid)
+        self._reply(parse(head + struct.pack("!HH4x", ofp.OFPMP_GROUP_DESC, 0) + body, self))
+
+    def _flow_mod(self, m: bytes):
         assert HEADER.unpack_from(m, 0)[1] == ofp.OFPT_FLOW_MOD
         cookie, cookie_mask, table, command, _, _, priority, _, _, _, _ = FLOW_MOD.unpack_from(m, 8)
         mlen = struct.unpack_from("!HH", m, 48)[1]
@@ -159,6 +231,8 @@ class FakeDatapath:
         ins = m[48 + (mlen + 7) // 8 * 8:]
         key = (table, priority, frozenset(tlvs))
         if command == ofp.OFPFC_ADD:
+            if self.check_group_refs and action_groups(ins) - set(self.groups):
+                return ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP
             self.flows[key] = (cookie, tlvs, ins)
         elif command == ofp.OFPFC_DELETE_STRICT:
             self.flows.pop(key, None)
@@ -169,6 +243,7 @@ class FakeDatapath:
                     del self.flows[k]
         else:
             raise AssertionError(f"unexpected flow-mod command {command}")
+        return None
 
     def entry_bytes(self, key) -> bytes:
         cookie, tlvs, ins = self.flows[key]
