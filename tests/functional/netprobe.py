@@ -1,6 +1,8 @@
 """Small traffic tool run inside a pod's network namespace (stdlib only, ``python3 netprobe.py``).
 
   serve --tcp 5432,5433 --udp 5353        echo servers on 0.0.0.0 (TCP: one line back per line)
+        [--whoami NAME]                   (TCP: answer each connection with NAME and close)
+  whoami IP PORT --count N                connect N times, print what each server answered
   tcp IP PORT [--timeout S]               connect, send a line, expect it back: exit 0 / 1
   udp IP PORT [--timeout S]               send a datagram, expect it back: exit 0 / 1
   stream IP PORT --every S --for S        one TCP connection, a line every S seconds; prints one
@@ -33,14 +35,22 @@ def _echo_tcp(conn: socket.socket) -> None:
             conn.sendall(data)
 
 
-def _serve_tcp(port: int) -> None:
+def _tell(conn: socket.socket, name: str) -> None:
+    with conn:
+        conn.sendall(name.encode() + b"\n")
+
+
+def _serve_tcp(port: int, whoami: str = "") -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
     s.listen(64)
     while True:
         conn, _ = s.accept()
-        threading.Thread(target=_echo_tcp, args=(conn,), daemon=True).start()
+        if whoami:
+            _tell(conn, whoami)
+        else:
+            threading.Thread(target=_echo_tcp, args=(conn,), daemon=True).start()
 
 
 def _serve_udp(port: int) -> None:
@@ -52,10 +62,10 @@ def _serve_udp(port: int) -> None:
 
 
 def serve(args) -> int:
-    ports = [(int(p), _serve_tcp) for p in filter(None, args.tcp.split(","))]
-    ports += [(int(p), _serve_udp) for p in filter(None, args.udp.split(","))]
-    for port, fn in ports:
-        threading.Thread(target=fn, args=(port,), daemon=True).start()
+    for p in filter(None, args.tcp.split(",")):
+        threading.Thread(target=_serve_tcp, args=(int(p), args.whoami), daemon=True).start()
+    for p in filter(None, args.udp.split(",")):
+        threading.Thread(target=_serve_udp, args=(int(p),), daemon=True).start()
     print("serving", flush=True)
     while True:
         time.sleep(3600)
@@ -122,6 +132,16 @@ def stream(args) -> int:
     return 0
 
 
+def whoami(args) -> int:
+    for i in range(args.count):
+        try:
+            with socket.create_connection((args.ip, args.port), timeout=args.timeout) as s:
+                print(s.makefile().readline().strip() or "-", flush=True)
+        except OSError as exc:
+            print(f"refused({exc.__class__.__name__})", flush=True)
+    return 0
+
+
 def frame(args) -> int:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((args.iface, 0))
@@ -151,6 +171,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("serve")
     p.add_argument("--tcp", default="")
     p.add_argument("--udp", default="")
+    p.add_argument("--whoami", default="")
     for name in ("tcp", "udp"):
         p = sub.add_parser(name)
         p.add_argument("ip")
@@ -161,6 +182,11 @@ def main(argv=None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("--every", type=float, default=0.1)
     p.add_argument("--for", dest="duration", type=float, default=5.0)
+    p = sub.add_parser("whoami")
+    p.add_argument("ip")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=1.0)
     p = sub.add_parser("frame")
     p.add_argument("iface")
     p.add_argument("hex")
@@ -168,7 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("--for", dest="duration", type=float, default=3.0)
     args = ap.parse_args(argv)
-    return {"serve": serve, "tcp": tcp, "udp": udp, "stream": stream, "frame": frame,
+    return {"serve": serve, "tcp": tcp, "udp": udp, "stream": stream, "frame": frame, "whoami": whoami,
             "listen-udp": listen_udp}[args.cmd](args)
 
 

@@ -1,0 +1,72 @@
+"""Services on real packets (work in progress for the issue): pods are network namespaces on
+netdev br-int bridges of two nodes (tests/functional/brint.py) running TCP echo servers; a
+Service and its Endpoints go through the controller's API and a client connects to the cluster
+IP. Needs root (netns, veth), as on the CI machine."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.functional.brint import VPCS, Fabric
+
+NETPROBE = str(Path(__file__).with_name("netprobe.py"))
+PODS = [("trading", "client", "node-1", "10.10.0.11", 11), ("trading", "web-0", "node-1", "10.10.0.12", 12),
+        ("trading", "web-1", "node-2", "10.10.0.13", 13), ("payments", "web-2", "node-2", "10.20.0.21", 21)]
+SERVERS = [("trading", "web-0"), ("trading", "web-1"), ("payments", "web-2")]
+
+
+def service_docs(endpoints) -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "trading"},
+             "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+            {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "trading"},
+             "subsets": [{"addresses": [{"ip": ip, "nodeName": node} for ip, node in endpoints],
+                          "ports": [{"name": "http", "port": 8080}]}]}]
+
+
+@pytest.fixture(scope="module")
+def fab(tmp_path_factory):
+    fab = Fabric(tmp_path_factory.mktemp("svc"), dummy=False, audit_interval=5.0)
+    servers = []
+    try:
+        fab.apply(VPCS + [fab.node_doc("node-1", 1), fab.node_doc("node-2", 2)])
+        fab.add_bridges()
+        fab.add_uplinks()
+        for ns, name, node, ip, ofport in PODS:
+            fab.add_pod(ns, name, node, ip, ofport)
+        fab.settle()
+        for key in SERVERS:
+            servers.append(subprocess.Popen(["ip", "netns", "exec", fab.pods[key]["netns"], sys.executable, NETPROBE,
+                                             "serve", "--tcp", "8080", "--whoami", key[1]],
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        for proc in servers:
+            assert proc.stdout.readline().strip() == "serving"
+        yield fab
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait()
+        fab.stop()
+
+
+def who(fab, vip: str, n: int) -> list[str]:
+    """Connect ``n`` times from the client to vip:80; the name each server answered with."""
+    r = fab.in_pod("trading", "client", sys.executable, NETPROBE, "whoami", vip, "80", "--count", str(n),
+                   timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.split()
+
+
+def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
+    fab.apply(service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]))
+    vip = fab.api("GET", "/v1/objects/services/web?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    got = who(fab, vip, 30)
+    assert len(got) == 30 and set(got) == {"web-0", "web-1", "web-2"}, got
+    # an endpoint removed: new connections avoid it
+    fab.apply(service_docs([("10.10.0.12", "node-1"), ("10.20.0.21", "node-2")])[1:])
+    fab.settle()
+    got = who(fab, vip, 20)
+    assert "web-1" not in got and set(got) == {"web-0", "web-2"}, got
