@@ -30,10 +30,12 @@ from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from vpcnet.app import ofcompare, ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
+from vpcnet.app import service_reject
 from vpcnet.app.policy_audit import DenyLog
 from vpcnet.app.reconciler import Reconciler
 from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
 from vpcnet.flows import policy as flow_policy
+from vpcnet.flows import service as flow_service
 from vpcnet.flows.compile import EMPTY
 from vpcnet.flows.model import Meter
 from vpcnet.ovsdb.state import commands as state_cmd
@@ -45,6 +47,7 @@ NETWORK_TABLES = ("Vpc", "Subnet", "Pod", "Node")
 POLICY_TABLES = ("Namespace", "SecurityGroup", "NetworkPolicy")
 SERVICE_TABLES = ("Service", "Endpoints")
 WATCHED_TABLES = NETWORK_TABLES + POLICY_TABLES + SERVICE_TABLES
+REJECT_RATE = 1000     # refusals of connections to a Service without endpoints, per second and bridge
 POLICY_CHANGED = "policy/objects"     # the owner changed_owners reports for any policy object change
 
 
@@ -123,7 +126,8 @@ class FlowEngine:
         if deny_log_rate < 1:
             raise ValueError(f"deny_log_rate={deny_log_rate}: must be at least 1 per second")
         # the deny log's datapath meter, on every bridge (flows/policy.py's deny verdicts use it)
-        self.meters = (Meter(flow_policy.LOG_METER_ID, deny_log_rate, "pktps", deny_log_rate),)
+        self.meters = (Meter(flow_policy.LOG_METER_ID, deny_log_rate, "pktps", deny_log_rate),
+                       Meter(flow_service.REJECT_METER_ID, REJECT_RATE, "pktps", REJECT_RATE))
         self.audit_interval = audit_interval
         # How long a pass waits after the first event, to take the ones right behind it along
         # (a pass is cheap now; events arriving while one runs are batched into the next anyway).
@@ -241,8 +245,18 @@ class FlowEngine:
                 ports[name] = ofport
         self.kick()
 
-    def packet_in(self, dp, data: bytes, userdata: bytes) -> None:
-        """A packet the switch sent us: today only the deny log's (policy_audit.DenyLog)."""
+    def packet_in(self, dp, data: bytes, userdata: bytes, metadata: bytes = b"") -> None:
+        """A packet the switch sent us: a Service without endpoints to refuse
+        (service_reject), or a denied connection to log (policy_audit.DenyLog)."""
+        if userdata == service_reject.REJECT_USERDATA:
+            reply, port = service_reject.reply_for(data), service_reject.in_port_of(metadata)
+            link = self.link_of(dp)
+            if reply is not None and port is not None and link is not None:
+                parser, ofp = dp.ofproto_parser, dp.ofproto
+                link.send(parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                              [parser.OFPActionOutput(port)], reply))
+                self.metrics.service_rejects.inc()
+            return
         topo = self.topology
         node = topo.node_by_dpid.get(dp.id) if topo is not None else None
         self.deny_log.record(node or f"{dp.id:016x}", data, userdata)

@@ -70,6 +70,8 @@ class Metrics:
                                ["known"], registry=r)
         self.errors = Counter("vpcnet_handler_errors", "Exceptions caught in controller handlers",
                               ["where"], registry=r)
+        self.service_rejects = Counter("vpcnet_service_rejects", "Connections to a Service port without "
+                                       "endpoints refused (TCP reset / port unreachable sent)", registry=r)
         self.problems = Gauge("vpcnet_intent_problems", "Objects left out of compilation because they "
                               "cannot be compiled", registry=r)
         self.fabric_syncs = Counter("vpcnet_fabric_syncs", "NETCONF syncs of a leaf, by result (applied, failed)",

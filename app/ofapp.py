@@ -83,7 +83,7 @@ class BrIntApp(app_manager.OSKenApp):
     @_guarded("packet_in")
     def packet_in(self, ev):
         msg = ev.msg
-        self.engine.packet_in(msg.datapath, msg.data or b"", msg.userdata or b"")
+        self.engine.packet_in(msg.datapath, msg.data or b"", msg.userdata or b"", msg.metadata or b"")
 
     def _reply(self, ev, multipart: bool):
         link = self.engine.link_of(ev.msg.datapath)

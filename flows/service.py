@@ -34,11 +34,14 @@ from functools import lru_cache
 
 from .fields import CT_SERVICE, VPC_ID, vpc_ct_zone
 from .inputs import ClusterIn
-from .model import TCP, TCP6, UDP, UDP6, Bucket, Ct, Flow, Group, GroupAction, Load, Match, Nat
+from .model import TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Group, GroupAction, Load, Match, Nat
 from .pipeline import PIPELINE
 from .service_inputs import ServiceIn
 
 P_VIP = 200
+REJECT_USERDATA = b"vpcnet-svc-reject"   # app/service_reject.py answers these packet-ins
+REJECT_METER_ID = 2                       # datapath meter bounding them (installed per bridge)
+REJECT_MAX_LEN = 256                      # enough of the packet to quote it in an ICMP error
 SLOTS_SMALL, SLOTS_LARGE = 64, 256
 _PROTO = {("TCP", 4): TCP, ("TCP", 6): TCP6, ("UDP", 4): UDP, ("UDP", 6): UDP6}
 
@@ -97,14 +100,18 @@ def service_flows(cluster: ClusterIn, node: str, svc: ServiceIn) -> frozenset:
     for port in svc.ports:
         backends = tuple(b for b in svc.backends(port, node=node, named_port=_resolver(cluster))
                          if (":" in b[0]) == (version == 6))
-        if not backends:
-            continue     # refusal without endpoints: next step (controller-generated RST / unreachable)
-        gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
-        out.append(Group(gid, "select", tuple(_bucket(zone, ip, p) for ip, p in slots(backends))))
         match = Match(_PROTO[(port.protocol, version)], VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk",
                       **{dst: svc.cluster_ip, "tp_dst": port.port})
+        if not backends:     # refused at once: the controller answers RST / port unreachable
+            out.append(PIPELINE.flow("svc_lb", P_VIP, match, _REJECT, owner=svc.owner))
+            continue
+        gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
+        out.append(Group(gid, "select", tuple(_bucket(zone, ip, p) for ip, p in slots(backends))))
         out.append(PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner))
     return frozenset(out)
+
+
+_REJECT = (Controller(max_len=REJECT_MAX_LEN, userdata=REJECT_USERDATA, meter_id=REJECT_METER_ID),)
 
 
 def split(items) -> tuple[frozenset[Flow], frozenset[Group]]:

@@ -87,8 +87,9 @@ def udp(args) -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(args.timeout)
     try:
-        s.sendto(b"ping", (args.ip, args.port))
-        data, _ = s.recvfrom(64)
+        s.connect((args.ip, args.port))      # connected: an ICMP port unreachable comes back as an error
+        s.send(b"ping")
+        data = s.recv(64)
     except OSError as exc:
         print(f"refused: {exc}")
         return 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,19 @@ def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
     fab.settle()
     got = who(fab, vip, 20)
     assert "web-1" not in got and set(got) == {"web-0", "web-2"}, got
+
+
+def test_a_service_without_endpoints_refuses_at_once(fab):
+    docs = service_docs([])
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "empty"
+    docs[0]["spec"]["ports"].append({"name": "dns", "port": 53, "protocol": "UDP"})
+    docs[1]["subsets"] = []
+    fab.apply(docs)
+    vip = fab.api("GET", "/v1/objects/services/empty?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    for proto, port in (("tcp", "80"), ("udp", "53")):
+        t0 = time.monotonic()
+        r = fab.in_pod("trading", "client", sys.executable, NETPROBE, proto, vip, port, "--timeout", "3")
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 1 and "Connection refused" in r.stdout, (proto, r.stdout, r.stderr)
+        assert elapsed < 1.5, f"{proto}: refused after {elapsed:.2f}s, not at once"
