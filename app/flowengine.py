@@ -31,7 +31,7 @@ from vpcnet.app import ofcompare, ofwire, topology
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app import service_reject
-from vpcnet.app.policy_audit import DenyLog
+from vpcnet.app.policy_audit import SERVICE, DenyLog
 from vpcnet.app.reconciler import Reconciler
 from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
 from vpcnet.flows import policy as flow_policy
@@ -515,6 +515,9 @@ class FlowEngine:
                 for vpc in sorted(cluster.vpcs_on_node(node)):
                     for flow, label in flow_policy.verdict_rules(cluster, node, vpc).items():
                         hit[ofcompare.desired_key(flow)] = label
+            for svc in cluster.services:
+                for flow, kind in flow_service.counted_flows(cluster, node, svc).items():
+                    hit[ofcompare.desired_key(flow)] = (SERVICE, f"{svc.namespace}/{svc.name}", kind)
             memo[("accounting", node)] = hit
         return hit
 

@@ -33,6 +33,7 @@ from vpcnet.flows.policy import DIRECTIONS, LOG_USERDATA
 
 AUDIT_LOG = logging.getLogger("vpcnet.audit")
 OTHER = "other"
+SERVICE = "svc"        # labels ("svc", "<ns>/<name>", "connections"|"traffic"): a Service's counters
 
 
 class RuleCounters:
@@ -70,7 +71,7 @@ class RuleCounters:
         total = self.totals.get(label)
         if total is None:
             if len(self.totals) >= self.max_rules:
-                label = (OTHER,) + label[1:]
+                label = (label[0], OTHER, label[2]) if label[0] == SERVICE else (OTHER,) + label[1:]
                 total = self.totals.get(label)
             if total is None:
                 total = self.totals[label] = [0, 0]
@@ -97,12 +98,25 @@ class RuleCounters:
                                      "nodes", labels=["rule", "action", "direction"])
         logged = CounterMetricFamily("vpcnet_policy_denied_logged", "Denied connections that reached the "
                                      "audit log (after the datapath meter)")
+        conns = CounterMetricFamily("vpcnet_service_connections", "New connections to a Service (its cluster IP "
+                                    "ports), summed over nodes", labels=["service"])
+        svc_packets = CounterMetricFamily("vpcnet_service_packets", "Packets of a Service's connections after "
+                                          "the first, both ways, summed over the clients' nodes", labels=["service"])
+        svc_bytes = CounterMetricFamily("vpcnet_service_bytes", "Bytes of a Service's connections after the "
+                                        "first, both ways, summed over the clients' nodes", labels=["service"])
         with self.lock:
             for label, (p, b) in sorted(self.totals.items()):
+                if label[0] == SERVICE:
+                    if label[2] == "connections":
+                        conns.add_metric([label[1]], p)
+                    else:
+                        svc_packets.add_metric([label[1]], p)
+                        svc_bytes.add_metric([label[1]], b)
+                    continue
                 packets.add_metric(list(label), p)
                 octets.add_metric(list(label), b)
             logged.add_metric([], self.denied_logged)
-        return [packets, octets, logged]
+        return [packets, octets, logged, conns, svc_packets, svc_bytes]
 
 
 # --- deny log ---------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ ct_mark [0..3]  CT_MARK_POLICY    reserved for security policy: 0 = allowed, 1 =
         [8..31] reserved
 ct_label [0..31]  CT_LABEL_RULE   id of the ingress rule that admitted the connection (policy.py)
          [32..63] CT_LABEL_EGRESS_RULE  id of the egress rule that admitted it
-         [64..127] reserved
+         [64..95] CT_LABEL_SERVICE  id of the Service that DNATed the connection (service.py counters)
+         [96..127] reserved
 
 ct_zone         one zone per VPC: ``vpc_ct_zone(vpc_id) == vpc_id`` (1..65535; zone 0, the
                 default zone, is never used by vpcnet). Overlapping pod CIDRs in different VPCs
@@ -165,6 +166,7 @@ CT_MARK_POLICY = BitField("CT_MARK_POLICY", "ct_mark", 0, 3, "reserved: security
 CT_MARK_LB = BitField("CT_MARK_LB", "ct_mark", 4, 7, "reserved: service load balancing")
 CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "ingress rule that admitted the connection")
 CT_LABEL_EGRESS_RULE = BitField("CT_LABEL_EGRESS_RULE", "ct_label", 32, 63, "egress rule that admitted it")
+CT_LABEL_SERVICE = BitField("CT_LABEL_SERVICE", "ct_label", 64, 95, "Service that DNATed the connection")
 CT_POLICY_REVOKED = Mark("CT_POLICY_REVOKED", CT_MARK_POLICY, 1)
 CT_SERVICE = Mark("CT_SERVICE", CT_MARK_LB, 1)            # the connection was DNATed by a Service
 
@@ -189,6 +191,6 @@ def vpc_ct_zone(vpc_id: int) -> int:
 ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
-    POLICY_INGRESS_RULE, PEER_SRC_VPC,
+    POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE,
 )
 ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE)

@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from .fields import CT_SERVICE, VPC_ID, vpc_ct_zone
+from .fields import CT_LABEL_SERVICE, CT_SERVICE, VPC_ID, vpc_ct_zone
 from .inputs import ClusterIn
-from .model import TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Group, GroupAction, Load, Match, Nat
+from .model import TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group, GroupAction, Load, Match, Nat
 from .pipeline import PIPELINE
 from .service_inputs import ServiceIn
 
@@ -74,10 +74,18 @@ def slots(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
     return tuple(max(backends, key=lambda b, i=i: _h32(f"{i}/{b[0]}/{b[1]}")) for i in range(n))
 
 
+P_COUNT = 100      # ct_state: below the +inv drop
+
+
+def service_id(svc: ServiceIn) -> int:
+    """Nonzero 32-bit id of a Service in ct_label (its traffic counters)."""
+    return _h32(f"svc/{svc.namespace}/{svc.name}") or 1
+
+
 @lru_cache(maxsize=1 << 14)
-def _bucket(zone: int, ip: str, port: int) -> Bucket:
+def _bucket(zone: int, ip: str, port: int, sid: int) -> Bucket:
     return Bucket((Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, port),
-                      exec_=(Load.mark(CT_SERVICE),)),))
+                      exec_=(Load.mark(CT_SERVICE), Load(CT_LABEL_SERVICE, sid))),))
 
 
 def _resolver(cluster: ClusterIn):
@@ -89,14 +97,32 @@ def _resolver(cluster: ClusterIn):
 
 def service_flows(cluster: ClusterIn, node: str, svc: ServiceIn) -> frozenset:
     """The flows and groups of ``svc``'s owner on ``node`` (empty where its VPC is not present)."""
+    return frozenset(_service_flows(cluster, node, svc, None))
+
+
+def counted_flows(cluster: ClusterIn, node: str, svc: ServiceIn) -> dict[Flow, str]:
+    """The flows whose counters are the Service's (app/policy_audit.py exports them):
+    "connections" (new connections to each port: svc_lb) and "traffic" (every later packet of its
+    connections, both ways, on the client's node: ct_state on the connection's ct_label)."""
+    labels: dict[Flow, str] = {}
+    _service_flows(cluster, node, svc, labels)
+    return labels
+
+
+def _service_flows(cluster: ClusterIn, node: str, svc: ServiceIn, labels: dict | None) -> list:
     if svc.cluster_ip is None or svc.vpc not in cluster.vpcs_on_node(node) or cluster.find_vpc(svc.vpc) is None:
-        return frozenset()
+        return []
     vpc = cluster.vpc(svc.vpc)
     zone = vpc_ct_zone(vpc.vpc_id)
     version = 6 if ":" in svc.cluster_ip else 4
     dst = "nw_dst" if version == 4 else "ipv6_dst"
     ids = group_ids(cluster)
-    out: list = []
+    sid = service_id(svc)
+    count = PIPELINE.flow("ct_state", P_COUNT, Match(VPC_ID.eq(vpc.vpc_id), CT_SERVICE, CT_LABEL_SERVICE.eq(sid),
+                                                      ct_state="+trk"), (Goto("svc_lb"),), owner=svc.owner)
+    out: list = [count]
+    if labels is not None:
+        labels[count] = "traffic"
     for port in svc.ports:
         backends = tuple(b for b in svc.backends(port, node=node, named_port=_resolver(cluster))
                          if (":" in b[0]) == (version == 6))
@@ -104,11 +130,13 @@ def service_flows(cluster: ClusterIn, node: str, svc: ServiceIn) -> frozenset:
                       **{dst: svc.cluster_ip, "tp_dst": port.port})
         if not backends:     # refused at once: the controller answers RST / port unreachable
             out.append(PIPELINE.flow("svc_lb", P_VIP, match, _REJECT, owner=svc.owner))
-            continue
-        gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
-        out.append(Group(gid, "select", tuple(_bucket(zone, ip, p) for ip, p in slots(backends))))
-        out.append(PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner))
-    return frozenset(out)
+        else:
+            gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
+            out.append(Group(gid, "select", tuple(_bucket(zone, ip, p, sid) for ip, p in slots(backends))))
+            out.append(PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner))
+        if labels is not None:
+            labels[out[-1]] = "connections"
+    return out
 
 
 _REJECT = (Controller(max_len=REJECT_MAX_LEN, userdata=REJECT_USERDATA, meter_id=REJECT_METER_ID),)

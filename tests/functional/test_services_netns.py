@@ -66,6 +66,13 @@ def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
     fab.settle()
     got = who(fab, vip, 30)
     assert len(got) == 30 and set(got) == {"web-0", "web-1", "web-2"}, got
+    # per-Service counters (refreshed by the audit, every 5 s here)
+    deadline = time.monotonic() + 20
+    while fab.metric("vpcnet_service_connections_total", service="trading/web") < 30 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert fab.metric("vpcnet_service_connections_total", service="trading/web") >= 30
+    assert fab.metric("vpcnet_service_packets_total", service="trading/web") >= 30 * 3, "ACK, data, FIN... each way"
+    assert fab.metric("vpcnet_service_bytes_total", service="trading/web") > 0
     # an endpoint removed: new connections avoid it
     fab.apply(service_docs([("10.10.0.12", "node-1"), ("10.20.0.21", "node-2")])[1:])
     fab.settle()
