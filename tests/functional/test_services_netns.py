@@ -94,3 +94,40 @@ def test_a_service_without_endpoints_refuses_at_once(fab):
         elapsed = time.monotonic() - t0
         assert r.returncode == 1 and "Connection refused" in r.stdout, (proto, r.stdout, r.stderr)
         assert elapsed < 1.5, f"{proto}: refused after {elapsed:.2f}s, not at once"
+
+
+def test_endpoint_churn_keeps_established_connections(fab):
+    """A connection open through the cluster IP keeps running when its endpoint leaves the
+    Endpoints (it is not deleted, only no longer chosen), and when others come and go."""
+    eps = [("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]
+    docs = service_docs(eps)
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "echo"
+    docs[0]["spec"]["ports"] = [{"name": "http", "port": 81, "targetPort": 9090}]
+    docs[1]["subsets"][0]["ports"] = [{"name": "http", "port": 9090}]
+    servers = [subprocess.Popen(["ip", "netns", "exec", fab.pods[key]["netns"], sys.executable, NETPROBE, "serve",
+                                 "--tcp", "9090"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for key in SERVERS]
+    try:
+        for proc in servers:
+            assert proc.stdout.readline().strip() == "serving"
+        fab.apply(docs)
+        vip = fab.api("GET", "/v1/objects/services/echo?namespace=trading")["status"]["clusterIP"]
+        fab.settle()
+        ns = fab.pods[("trading", "client")]["netns"]
+        stream = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, NETPROBE, "stream", vip, "81",
+                                   "--every", "0.05", "--for", "6"], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        changed_at = time.time()
+        docs[1]["subsets"][0]["addresses"] = []          # every endpoint gone from the Endpoints
+        fab.apply(docs[1:])
+        time.sleep(1.5)
+        docs[1]["subsets"][0]["addresses"] = [{"ip": "10.10.0.12", "nodeName": "node-1"}]
+        fab.apply(docs[1:])
+        out, _ = stream.communicate(timeout=30)
+        times = [float(line.split()[0]) for line in out.splitlines() if line.endswith(" ok")]
+        assert [t for t in times if t < changed_at], out
+        assert times and times[-1] > changed_at + 3.5, f"the open connection stopped:\n{out}"
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait()
