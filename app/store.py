@@ -21,7 +21,7 @@ LOG = logging.getLogger(__name__)
 VLAN_RANGE = (100, 4094)      # VLANs vpcnet hands out when a Subnet names none
 L2VNI_BASE = 10000            # default L2VNI = 10000 + VLAN
 L3VNI_RANGE = (50000, 59999)  # default L3VNI of a Vpc
-ZONE_RANGE = (1, 65536)        # VPC ids: conntrack zone + router MAC 0e:76:70:ff:<id>
+ZONE_RANGE = (1, 32768)        # VPC ids: conntrack zone (0x8000 | id: hairpin zone) + router MAC 0e:76:70:ff:<id>
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"   # cluster IPs of Services (Kubernetes' usual range)
 NODE_PORT_RANGE = (30000, 32768)
 ANN_IP, ANN_MAC, ANN_SUBNET, ANN_POOL = ("vpcnet.io/ip_address", "vpcnet.io/mac_address",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .fields import OUTPUT_TO_TARGET, TARGET_OFPORT
+from .fields import OUTPUT_TO_TARGET, SVC_HAIRPIN, TARGET_OFPORT
 from .inputs import ROUTER_MAC_PREFIX, NodeIn
 from .model import DROP, ICMP, ICMP6, ND_NA, ND_NS, UDP, UDP6, Flow, Goto, Match, Output
 from .pipeline import PIPELINE
@@ -25,6 +25,7 @@ from .pipeline import PIPELINE
 P_LOW = 100
 P_NORMAL = 200
 P_HIGH = 300
+P_HAIRPIN_OUT = 150
 P_SERVER_ROLE = 1000   # port_sec: above every per-pod allow
 
 # What a pod may not send whatever its addresses (port_sec, before the per-pod allows): the
@@ -53,6 +54,8 @@ def base_flows() -> frozenset[Flow]:
         fl("l3_fwd", P_LOW, Match(dl_dst=(f"{ROUTER_MAC_PREFIX}:00:00", "ff:ff:ff:ff:00:00")), DROP,
            owner=owner),
         fl("output", P_LOW, Match(OUTPUT_TO_TARGET), (Output(TARGET_OFPORT),), owner=owner),
+        # a Service connection from a pod to itself goes back out of the port it came in on
+        fl("output", P_HAIRPIN_OUT, Match(OUTPUT_TO_TARGET, SVC_HAIRPIN), (Output("IN_PORT"),), owner=owner),
     ]
     return frozenset(flows)
 

@@ -10,7 +10,9 @@ reg0   packet classification
                                   written: classifier          read: l3_fwd, arp_responder
        [4]      TARGET_OFPORT_SET 1 = reg3 holds the output port (mark OUTPUT_TO_TARGET)
                                   written: l2_fwd              read: output
-       [5..31]  reserved
+       [5]      SVC_HAIRPIN_BIT   mark SVC_HAIRPIN: a Service connection from a pod to itself: output to IN_PORT
+                                  written: svc_unsnat, ct_commit  read: output
+       [6..31]  reserved
 reg1   [0..31]  VPC_ID            VpcIn.vpc_id (1..65535, see inputs.py); a peering route (l3_fwd)
                                   rewrites it to the peer VPC the packet is routed into
                                   written: classifier, l3_fwd  read: ct_zone, l3_fwd, l3_neigh, ct_commit
@@ -155,6 +157,8 @@ FROM_LOCAL = Mark("FROM_LOCAL", PKT_SOURCE, 3)
 
 TARGET_OFPORT_SET = BitField("TARGET_OFPORT_SET", "reg0", 4, 4, "reg3 holds the output port")
 OUTPUT_TO_TARGET = Mark("OUTPUT_TO_TARGET", TARGET_OFPORT_SET, 1)
+SVC_HAIRPIN_BIT = BitField("SVC_HAIRPIN_BIT", "reg0", 5, 5, "a Service connection from a pod to itself")
+SVC_HAIRPIN = Mark("SVC_HAIRPIN", SVC_HAIRPIN_BIT, 1)
 
 # --- reg1..reg3 ------------------------------------------------------------------------------
 VPC_ID = BitField("VPC_ID", "reg1", 0, 31, "VpcIn.vpc_id")
@@ -181,6 +185,17 @@ CT_ZONE_MIN = 1
 CT_ZONE_MAX = 65535
 
 
+HAIRPIN_IP = "169.254.0.253"    # the source a pod sees when it reaches itself through a Service
+HAIRPIN_ZONE_BIT = 0x8000       # a VPC's hairpin zone: its id with the top bit set (ids stay below)
+
+
+def vpc_hairpin_zone(vpc_id: int) -> int:
+    """The conntrack zone of a VPC's hairpin SNAT (service.py): ``0x8000 | vpc_id``."""
+    if not CT_ZONE_MIN <= vpc_id < HAIRPIN_ZONE_BIT:
+        raise ValueError(f"vpc_id {vpc_id} has no hairpin zone (must be {CT_ZONE_MIN}..{HAIRPIN_ZONE_BIT - 1})")
+    return HAIRPIN_ZONE_BIT | vpc_id
+
+
 def vpc_ct_zone(vpc_id: int) -> int:
     """The conntrack zone of a VPC: its id (1..65535)."""
     if not CT_ZONE_MIN <= vpc_id <= CT_ZONE_MAX:
@@ -189,8 +204,9 @@ def vpc_ct_zone(vpc_id: int) -> int:
 
 
 ALL_FIELDS: tuple[BitField, ...] = (
-    PKT_SOURCE, TARGET_OFPORT_SET, VPC_ID, SUBNET_ID, TARGET_OFPORT,
+    PKT_SOURCE, TARGET_OFPORT_SET, SVC_HAIRPIN_BIT, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE,
 )
-ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE)
+ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE,
+                               SVC_HAIRPIN)

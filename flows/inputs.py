@@ -89,7 +89,7 @@ class VpcIn:
             _set(self, "peers", _names(f"vpc {self.name}", "peers", self.peers))
             if self.name in self.peers:
                 raise InputError(f"vpc {self.name}: peers lists the VPC itself")
-        _int(f"vpc {self.name}", "vpc_id", self.vpc_id, 1, 0xFFFF)
+        _int(f"vpc {self.name}", "vpc_id", self.vpc_id, 1, 0x7FFF)   # 0x8000 | id: its hairpin zone
         _int(f"vpc {self.name}", "vni", self.vni, 1, (1 << 24) - 1)
         if not isinstance(self.strict_revocation, bool):
             raise InputError(f"vpc {self.name}: strict_revocation={self.strict_revocation!r} must be a bool")

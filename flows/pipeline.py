@@ -4,6 +4,7 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
 
     0  classifier      pod port / uplink VLAN / LOCAL  -> set PKT_SOURCE, VPC_ID, SUBNET_ID
    10  port_sec        a pod sends only its own MAC + IPs (ARP: own spa/sha)
+   11  svc_unsnat      replies to the Service hairpin address: un-SNAT (hairpin zone), mark HAIRPIN
    20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
    21  ct_state        +trk+inv dropped
    22  svc_lb          new connection to a Service cluster IP:port -> select group -> DNAT to an endpoint
@@ -75,11 +76,14 @@ TABLES: tuple[Table, ...] = (
     _t("classifier", Stage.CLASSIFY, ("port_sec", "ct_zone"), "drop",
        {"in_port", "dl_vlan", "vlan_tci"},
        "Pod port, uplink (per subnet VLAN) or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
-    _t("port_sec", Stage.VALIDATE, ("ct_zone",), "drop",
+    _t("port_sec", Stage.VALIDATE, ("svc_unsnat", "ct_zone"), "drop",
        {"in_port", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src", "arp_spa", "arp_sha",
         "icmp_type", "nd_target", "tp_src", "tp_dst"},
        "Anti-spoofing: a pod sends only its own MAC and IPs; ARP only for its own IP; never DHCP "
        "server answers, router advertisements or redirects."),
+    _t("svc_unsnat", Stage.VALIDATE, ("ct_zone",), "goto:ct_zone",
+       {"reg1", "dl_type", "nw_dst"},
+       "A pod's replies to the Service hairpin address are un-SNATed (the VPC's hairpin zone) first."),
     _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",
        {"dl_type", "nw_proto", "icmp_type", "reg1"},
        "Send IP traffic through conntrack in the VPC's zone; ARP/ND bypass."),
@@ -110,7 +114,7 @@ TABLES: tuple[Table, ...] = (
     _t("ingress_policy", Stage.INGRESS_SECURITY, ("ct_commit",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic entering a pod (default: pass)."),
     _t("ct_commit", Stage.OUTPUT, ("output",), "next",
-       {"ct_state", "ct_mark", "dl_type", "reg1", "reg6"},
+       {"ct_state", "ct_mark", "dl_type", "reg1", "reg6", "in_port", "reg3"},
        "Commit new connections in the VPC's zone (and in the peer's, for traffic routed from a peer)."),
     _t("output", Stage.OUTPUT, (), "drop",
        {"reg0", "reg2", "reg3"},

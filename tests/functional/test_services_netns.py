@@ -131,3 +131,13 @@ def test_endpoint_churn_keeps_established_connections(fab):
         for proc in servers:
             proc.kill()
             proc.wait()
+
+
+def test_hairpin_a_pod_reaches_itself_through_its_service(fab):
+    docs = service_docs([("10.10.0.12", "node-1")])
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "self"
+    fab.apply(docs)
+    vip = fab.api("GET", "/v1/objects/services/self?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    r = fab.in_pod("trading", "web-0", sys.executable, NETPROBE, "whoami", vip, "80", "--count", "3", timeout=30)
+    assert r.stdout.split() == ["web-0"] * 3, r.stdout + r.stderr

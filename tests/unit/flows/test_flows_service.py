@@ -134,3 +134,20 @@ def test_incremental_service_change_matches_a_full_compile():
     after2 = c2.with_pod(moved)
     affected = owners_affected(Change(c2, after2, moved.owner))
     assert all("svc/ns/web" in o for o in affected.values()), "a named target port resolved on the pod"
+
+
+def test_hairpin_a_pod_reaches_itself_through_its_service():
+    me = EPS[0]
+    nodes = Nodes(cluster(web(endpoints=(me,))))
+    pkt = ip_packet(me.ofport, me.mac, VPC.router_mac, me.ips[0], VIP, proto="tcp", tp_dst=80)
+    pkt["tp_src"] = 45000
+    res = nodes.walkers[me.node].trace(pkt)
+    assert res.ports == [me.ofport], res
+    got = res.to(me.ofport)
+    assert (got["nw_src"], got["nw_dst"], got["tp_dst"]) == ("169.254.0.253", me.ips[0], 8080), got
+    reply = reply_of(got, me.ofport)
+    reply["dl_src"], reply["dl_dst"] = me.mac, VPC.router_mac
+    back = nodes.walkers[me.node].trace(reply)
+    assert back.ports == [me.ofport], back
+    seen = back.to(me.ofport)
+    assert (seen["nw_src"], seen["tp_src"], seen["nw_dst"], seen["tp_dst"]) == (VIP, 80, me.ips[0], 45000), seen
