@@ -204,7 +204,7 @@ def test_revocation_cuts_an_open_connection_within_a_second(fab, how):
         echoes = _echo_times(stream)
         before = [t for t in echoes if t < changed_at]
         after = [t for t in echoes if t >= changed_at]
-        assert len(before) > 10, "the connection carried traffic before the change"
+        assert len(before) >= 3, "the connection carried traffic before the change"
         assert after == [] or after[-1] - changed_at < 1.0, (
             f"echoes kept coming {after[-1] - changed_at:.2f}s after the change")
         fab.settle()
