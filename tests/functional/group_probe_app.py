@@ -20,13 +20,11 @@ the failed owners, the flow-mods sent by op during the command, and the unclaime
 """
 from __future__ import annotations
 
-import sys
-import traceback
-
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import set_ev_cls
 
 from tests.functional.meter_probe_app import BOTH, MeterProbe, emit
+from tests.functional.ofwire_probe_app import command_loop, run
 from vpcnet.app.oflink import LinkError
 from vpcnet.flows import cookies
 from vpcnet.flows.model import (
@@ -126,25 +124,12 @@ class GroupProbe(MeterProbe):
         emit(out)
 
     def _commands(self) -> None:
-        import os
-        try:
-            for line in sys.stdin:
-                cmd, _, arg = line.strip().partition(" ")
-                if cmd in ("resync", "apply", "audit"):
-                    self._run(cmd, arg)
-                elif cmd == "atomic":
-                    self._atomic()
-                elif cmd == "quit":
-                    break
-        except Exception:  # noqa: BLE001
-            emit({"crash": traceback.format_exc(), "errors": self.errors})
-        finally:
-            sys.stdout.flush()
-            os._exit(0)
+        command_loop({"resync": lambda arg: self._run("resync", arg), "apply": lambda arg: self._run("apply", arg),
+                      "audit": lambda arg: self._run("audit", arg), "atomic": lambda _: self._atomic()},
+                     self.errors)
 
 
 def main() -> None:
-    from tests.functional.ofwire_probe_app import run
     run("tests.functional.group_probe_app")
 
 

@@ -20,17 +20,14 @@ stdin:
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import threading
-import traceback
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
+from tests.functional.ofwire_probe_app import command_loop, emit, run
 from vpcnet.app import oflink
 from vpcnet.flows import cookies
 from vpcnet.flows.model import IP, UDP, Controller, Flow, Match, Meter
@@ -48,11 +45,6 @@ FLOWS = {"policy/deny": frozenset({
     Flow("classifier", 100, Match(UDP, in_port=2), (Controller(max_len=128, userdata=b"\x00\x01", meter_id=2),),
          cookies.cookie(0, 6, "policy/deny")),
 })}
-
-
-def emit(payload: dict) -> None:
-    sys.stdout.write("RESULT " + json.dumps(payload, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 class MeterProbe(app_manager.OSKenApp):
@@ -120,24 +112,12 @@ class MeterProbe(app_manager.OSKenApp):
               "installed": sorted(rec.meters_installed), "failed": {str(k): v for k, v in rec.failed_meters.items()}})
 
     def _commands(self) -> None:
-        try:
-            for line in sys.stdin:
-                cmd = line.strip()
-                if cmd in ("start", "resync"):
-                    self._resync(first=cmd == "start")
-                elif cmd == "packetins":
-                    emit({"kind": "packetins", "packet_ins": list(self.packet_ins), "errors": self.errors})
-                elif cmd == "quit":
-                    break
-        except Exception:  # noqa: BLE001
-            emit({"crash": traceback.format_exc(), "errors": self.errors})
-        finally:
-            sys.stdout.flush()
-            os._exit(0)
+        command_loop({"start": lambda _: self._resync(first=True), "resync": lambda _: self._resync(first=False),
+                      "packetins": lambda _: emit({"kind": "packetins", "packet_ins": list(self.packet_ins),
+                                                   "errors": self.errors})}, self.errors)
 
 
 def main() -> None:
-    from tests.functional.ofwire_probe_app import run
     run("tests.functional.meter_probe_app")
 
 

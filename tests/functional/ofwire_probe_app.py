@@ -217,20 +217,26 @@ class OfwireProbe(app_manager.OSKenApp):
 
     # --- stdin ---
     def _commands(self) -> None:
-        try:
-            for line in sys.stdin:
-                cmd = line.strip()
-                if cmd == "dump":
-                    self._report(self.wire_dp, switch_flows())
-                elif cmd == "audit":
-                    self._audit()
-                elif cmd == "quit":
-                    break
-        except Exception:  # noqa: BLE001
-            emit({"crash": traceback.format_exc(), "errors": self.errors})
-        finally:
-            sys.stdout.flush()
-            os._exit(0)
+        command_loop({"dump": lambda _: self._report(self.wire_dp, switch_flows()),
+                      "audit": lambda _: self._audit()}, self.errors)
+
+
+def command_loop(handlers: dict, errors: list) -> None:
+    """Serve the test's stdin commands ("<name> [arg]" per line; "quit" ends) with
+    ``handlers[name](arg)`` until EOF; a crash is reported on stdout; the process then exits."""
+    try:
+        for line in sys.stdin:
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd == "quit":
+                break
+            handler = handlers.get(cmd)
+            if handler is not None:
+                handler(arg)
+    except Exception:  # noqa: BLE001
+        emit({"crash": traceback.format_exc(), "errors": errors})
+    finally:
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def run(module: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.brint import VPCS, Fabric, final_action
+from vpcnet.app.service_reject import _csum
 from vpcnet.sim.prometheus import PrivatePrometheus
 
 NETPROBE = str(Path(__file__).with_name("netprobe.py"))
@@ -312,15 +313,6 @@ def test_vpc_peering_needs_an_allow_rule_in_both_vpcs(fab):
 
 
 # --- anti-spoofing -------------------------------------------------------------------------------
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
