@@ -23,7 +23,7 @@ change load encodings), so the signature is *semantic*:
     and CONTROLLER2, however many default properties the latter spells out) are one
     ``("controller", max_len, controller_id, reason, userdata, pause, meter_id)`` (meter 0 =
     none); ``max_len`` counts only for the controller; NXM field names in move/output-reg/ct zone
-    are canonicalised; ct() nested actions are normalised recursively.
+    and learn specs are canonicalised; ct() nested actions are normalised recursively.
   - instructions are ordered as OVS reports them (meter, apply, clear, write, write_metadata,
     goto); an empty APPLY_ACTIONS (``actions=drop``) is the same as none.
   - an action this module does not know still gets a stable signature (its os-ken JSON
@@ -216,7 +216,17 @@ def _normalize_action(a, ofp=_OFP) -> tuple:
         return _controller(getattr(a, "max_len", 0xFFFF), getattr(a, "controller_id", 0),
                            getattr(a, "reason", ofp.OFPR_ACTION), getattr(a, "userdata", b""),
                            getattr(a, "pause", False), getattr(a, "meter_id", NX_CTLR_NO_METER))
+    if name == "NXActionLearn":
+        return ("learn", a.table_id, a.idle_timeout, a.hard_timeout, a.priority, a.cookie, a.flags,
+                a.fin_idle_timeout, a.fin_hard_timeout, tuple(_learn_spec(x) for x in a.specs))
     return _jsonish(a)
+
+
+def _learn_spec(spec) -> tuple:
+    """One learn spec with canonical field names (OVS echoes NXM headers: ``eth_type_nxm``)."""
+    def side(v):
+        return (_canon_name(v[0]), v[1]) if isinstance(v, (tuple, list)) else ("imm", v)
+    return (type(spec).__name__, side(spec.src), side(spec.dst) if spec.dst != "" else None, spec.n_bits)
 
 
 def normalize_actions(actions: Iterable) -> tuple:

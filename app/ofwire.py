@@ -66,12 +66,17 @@ from os_ken.ofproto import ofproto_v1_3_parser as _PARSER
 
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.model import (
-    ETH_IPV4, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct, DecTtl,
-    Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Output, PopVlan, PushVlan, Resubmit,
-    SetField, parse_ct_state,
+    ETH_IPV4, LEARN_MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct,
+    DecTtl, Flow, Goto, Group, GroupAction, Learn, Load, Match, Meter, Move, Output, PopVlan, PushVlan,
+    Resubmit, SetField, parse_ct_state,
 )
 from vpcnet.flows.pipeline import PIPELINE
 from vpcnet.flows.render import render_flow
+
+# learn specs: our names -> os-ken's (OXM) field names (and widths of the fixed ones)
+_LEARN_OSKEN = {"ip_src": "ipv4_src", "ip_dst": "ipv4_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
+                "tcp_dst": "tcp_dst", "udp_dst": "udp_dst"}
+_LEARN_FIXED = {"dl_type": ("eth_type", 16), "nw_proto": ("ip_proto", 8)}
 
 FLOW_COMMANDS = {"add": _OFP.OFPFC_ADD, "modify_strict": _OFP.OFPFC_MODIFY_STRICT,
                  "delete_strict": _OFP.OFPFC_DELETE_STRICT}
@@ -405,9 +410,30 @@ class Wire:
                 return NXActionController2(max_len=a.max_len, userdata=a.userdata,
                                            meter_id=a.meter_id or NX_CTLR_NO_METER)
             return p.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
+        if isinstance(a, Learn):
+            return self._learn(a)
         if isinstance(a, Goto):
             raise ValueError("goto_table is an instruction, not an action (only last in a flow)")
         raise ValueError(f"no os-ken encoding for action {a!r}")
+
+    def _learn(self, a: Learn):
+        """NXAST_LEARN: fixed match values, fields copied from the packet, register loads."""
+        p, specs = self.parser, []
+        for name, value in a.fixed:
+            specs.append(p.NXFlowSpecMatch(src=value, dst=(_LEARN_FIXED[name][0], 0), n_bits=_LEARN_FIXED[name][1]))
+        for c in a.copied:
+            if isinstance(c, BitField):
+                specs.append(p.NXFlowSpecMatch(src=(c.space, c.start), dst=(c.space, c.start), n_bits=c.width))
+            else:
+                name, bits = _LEARN_OSKEN[c], LEARN_MATCH_FIELDS[c][1]
+                specs.append(p.NXFlowSpecMatch(src=(name, 0), dst=(name, 0), n_bits=bits))
+        for f in a.loads:
+            specs.append(p.NXFlowSpecLoad(src=(f.space, f.start), dst=(f.space, f.start), n_bits=f.width))
+        for f, value in a.load_values:
+            specs.append(p.NXFlowSpecLoad(src=value, dst=(f.space, f.start), n_bits=f.width))
+        return p.NXActionLearn(table_id=table_id(a.table), specs=specs, idle_timeout=a.idle_timeout,
+                               hard_timeout=0, priority=a.priority, cookie=a.cookie, flags=0,
+                               fin_idle_timeout=0, fin_hard_timeout=0)
 
     def _nat(self, nat):
         kw: dict[str, Any] = {"flags": 0}

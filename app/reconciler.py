@@ -62,11 +62,16 @@ from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.flows import cookies
 from vpcnet.flows.model import Flow, Group, Meter
+from vpcnet.flows.pipeline import LEARNED_TABLES, PIPELINE
 
 LOG = logging.getLogger(__name__)
 
 OwnerFlows = dict[str, frozenset[Flow | Group]]
 _NOT_ROUND = ~cookies.mask_round() & 0xFFFFFFFFFFFFFFFF
+# Tables whose flows the switch learns (learn actions, e.g. sessionAffinity). Learned flows carry
+# round 0 in their cookie (the compiler's round; the reconciler's flows have 1..65535): the audit
+# never compares, deletes or counts them as drift, and a resync keeps them.
+_LEARNED_TABLE_IDS = frozenset(PIPELINE.id(t) for t in LEARNED_TABLES)
 DUMP_SLICE_FLOWS = 4096   # about this many flows per flow-stats request (DatapathLink.dump_flows)
 _METER_EXISTS = (_OFP13.OFPET_METER_MOD_FAILED, _OFP13.OFPMMFC_METER_EXISTS)   # add of a meter it has
 
@@ -227,7 +232,8 @@ class Reconciler:
             on_switch = {e.group_id: e for e in self.link.dump_groups()}
             stats = self.link.dump_flows(slices=dump_slices(max(len(self.owner_of),
                                                                 sum(len(f) for f in desired.values()))))
-            present = {cookies.round_of(s.cookie) for s in stats}
+            present = {cookies.round_of(s.cookie) for s in stats
+                       if s.table_id not in _LEARNED_TABLE_IDS or cookies.round_of(s.cookie)}
             wanted, wanted_groups = {}, {}
             for owner, items in desired.items():
                 flows, groups = groups_.split(items)
@@ -445,6 +451,8 @@ class Reconciler:
         tables: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         names = ofcompare.table_names()
         for s, raw in entries:
+            if s.table_id in _LEARNED_TABLE_IDS and not s.cookie >> cookies.ROUND_SHIFT:
+                continue   # learned by the switch (round 0): not ours to audit
             if raw is None:
                 key, sig, mkey = ofcompare.stats_key(s), ofcompare.stats_signature(s), None
             else:

@@ -12,7 +12,9 @@ reg0   packet classification
                                   written: l2_fwd              read: output
        [5]      SVC_HAIRPIN_BIT   mark SVC_HAIRPIN: a Service connection from a pod to itself: output to IN_PORT
                                   written: svc_unsnat, ct_commit  read: output
-       [6..31]  reserved
+       [6]      SVC_AFF_HIT_BIT   mark SVC_AFF_HIT: a learned sessionAffinity flow named this client's endpoint
+                                  written: svc_affinity (learned flows)  read: svc_aff_lb
+       [7..31]  reserved
 reg1   [0..31]  VPC_ID            VpcIn.vpc_id (1..65535, see inputs.py); a peering route (l3_fwd)
                                   rewrites it to the peer VPC the packet is routed into
                                   written: classifier, l3_fwd  read: ct_zone, l3_fwd, l3_neigh, ct_commit
@@ -33,7 +35,10 @@ reg6   [0..15]  PEER_SRC_VPC      vpc_id of the peered VPC a routed packet came 
                                   written: l3_fwd              read: ct_commit (commit in the source zone too)
        [16..31] reserved for security policy
 reg7            reserved for security policy
-reg8..reg11     reserved for service load balancing (endpoint address/port)
+reg8   [0..31]  SVC_ENDPOINT      id of the endpoint a sessionAffinity Service picked (service.py)
+                                  written: svc_affinity (learned), the affinity group's buckets
+                                  read: svc_aff_lb, svc_aff_learn
+reg9..reg11     reserved for service load balancing
 reg12..reg15    free
 metadata        unused on purpose: registers are cheaper and need no instruction ordering.
 
@@ -159,6 +164,9 @@ TARGET_OFPORT_SET = BitField("TARGET_OFPORT_SET", "reg0", 4, 4, "reg3 holds the 
 OUTPUT_TO_TARGET = Mark("OUTPUT_TO_TARGET", TARGET_OFPORT_SET, 1)
 SVC_HAIRPIN_BIT = BitField("SVC_HAIRPIN_BIT", "reg0", 5, 5, "a Service connection from a pod to itself")
 SVC_HAIRPIN = Mark("SVC_HAIRPIN", SVC_HAIRPIN_BIT, 1)
+SVC_AFF_HIT_BIT = BitField("SVC_AFF_HIT_BIT", "reg0", 6, 6, "a learned affinity flow named the endpoint")
+SVC_AFF_HIT = Mark("SVC_AFF_HIT", SVC_AFF_HIT_BIT, 1)
+SVC_ENDPOINT = BitField("SVC_ENDPOINT", "reg8", 0, 31, "endpoint id chosen for a sessionAffinity Service")
 
 # --- reg1..reg3 ------------------------------------------------------------------------------
 VPC_ID = BitField("VPC_ID", "reg1", 0, 31, "VpcIn.vpc_id")
@@ -206,7 +214,7 @@ def vpc_ct_zone(vpc_id: int) -> int:
 ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, SVC_HAIRPIN_BIT, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
-    POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE,
+    POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE, SVC_AFF_HIT_BIT, SVC_ENDPOINT,
 )
 ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE,
-                               SVC_HAIRPIN)
+                               SVC_HAIRPIN, SVC_AFF_HIT)

@@ -8,6 +8,9 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
    20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
    21  ct_state        +trk+inv dropped
    22  svc_lb          new connection to a Service cluster IP:port -> select group -> DNAT to an endpoint
+   23  svc_affinity    learned flows: (client, Service port) -> the endpoint it had (sessionAffinity)
+   24  svc_aff_lb      sessionAffinity: the learned endpoint if it still serves, else the select group
+   25  svc_aff_learn   sessionAffinity: (re)learn the client's endpoint, DNAT to it
    30  egress_policy   hook for security policy (passes everything today)
    40  l3_fwd          distributed router of a VPC: gateway ARP/ND/echo replies; route to other subnets
    41  l3_neigh        routed packets only: destination pod IP -> its MAC (unknown: drop)
@@ -34,7 +37,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from . import cookies
-from .model import Ct, Flow, FlowError, Goto, Match, Resubmit
+from .fields import BitField
+from .model import LEARN_MATCH_FIELDS, Ct, Flow, FlowError, Goto, Learn, Match, Resubmit
 
 
 class Stage(enum.IntEnum):
@@ -68,8 +72,11 @@ CT_FIELDS = frozenset({"ct_state", "ct_zone", "ct_mark", "ct_label"})
 POLICY_FIELDS = REGS | IP_FIELDS | CT_FIELDS | {"conj_id", "in_port", "dl_src", "dl_dst"}
 
 
-def _t(name, stage, next_tables, miss, match_fields, doc):
-    return Table(name, stage, tuple(next_tables), miss, frozenset(match_fields), doc)
+def _t(name, stage, next_tables, miss, match_fields, doc, resubmit=()):
+    return Table(name, stage, tuple(next_tables), miss, frozenset(match_fields), doc, tuple(resubmit))
+
+
+LEARNED_TABLES = ("svc_affinity",)   # hold learned flows only: never compiled, never audited
 
 
 TABLES: tuple[Table, ...] = (
@@ -90,10 +97,25 @@ TABLES: tuple[Table, ...] = (
     _t("ct_state", Stage.CONNTRACK, ("svc_lb", "egress_policy"), "next",
        {"ct_state", "ct_zone", "ct_mark", "ct_label", "dl_type", "reg0", "reg1"},
        "Drop invalid connections."),
-    _t("svc_lb", Stage.CONNTRACK, ("egress_policy",), "goto:egress_policy",
+    _t("svc_lb", Stage.CONNTRACK, ("svc_aff_lb", "egress_policy"), "goto:egress_policy",
        {"reg1", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst", "ct_state"},
        "New connections to a Service's cluster IP and port -> its select group, whose bucket "
-       "DNATs to an endpoint (ct commit, nat) and continues in egress_policy."),
+       "DNATs to an endpoint (ct commit, nat) and continues in egress_policy. sessionAffinity "
+       "ports look the client up in svc_affinity (resubmit) and continue in svc_aff_lb.",
+       resubmit=("svc_affinity",)),
+    _t("svc_affinity", Stage.CONNTRACK, (), "drop", {"reg1", "dl_type", "nw_proto", "nw_src", "nw_dst",
+                                                      "ipv6_src", "ipv6_dst", "tp_dst"},
+       "Learned flows only (svc_aff_learn): (VPC, client IP, cluster IP, port) -> SVC_ENDPOINT and "
+       "SVC_AFF_HIT. Entries expire after the Service's timeoutSeconds without a new connection."),
+    _t("svc_aff_lb", Stage.CONNTRACK, ("svc_aff_learn", "egress_policy"), "goto:egress_policy",
+       {"reg0", "reg1", "reg8", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst"},
+       "sessionAffinity ports: a client whose learned endpoint still serves -> svc_aff_learn with "
+       "it; else the port's select group, whose bucket names an endpoint and resubmits to "
+       "svc_aff_learn.", resubmit=("svc_aff_learn",)),
+    _t("svc_aff_learn", Stage.CONNTRACK, ("egress_policy",), "drop",
+       {"reg1", "reg8", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst"},
+       "(port, endpoint) -> learn the client's endpoint (svc_affinity), DNAT to it as svc_lb's "
+       "buckets do and continue in egress_policy."),
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
     _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder"), "goto:arp_responder",
@@ -241,6 +263,20 @@ class Pipeline:
                 self.table(a.table)
                 if a.table not in t.resubmit_tables:
                     raise FlowError(f"table {t.name}: resubmit to {a.table} is not declared in resubmit_tables")
+            elif isinstance(a, Learn):
+                self._check_learn(a, t)
+
+    def _check_learn(self, a: Learn, t: Table) -> None:
+        """A learn action writes only into a table of LEARNED_TABLES, matching its declared fields."""
+        if a.table not in LEARNED_TABLES:
+            raise FlowError(f"table {t.name}: learn into {a.table!r}, which is not a learned-only table "
+                            f"({', '.join(LEARNED_TABLES)})")
+        target = self.table(a.table)
+        names = [f for f, _ in a.fixed] + [c.space if isinstance(c, BitField) else LEARN_MATCH_FIELDS[c][0]
+                                           for c in a.copied]
+        extra = set(names) - target.match_fields
+        if extra:
+            raise FlowError(f"table {t.name}: learned flows would match {sorted(extra)}, not declared for {a.table}")
 
     def flow(self, table: str, priority: int, match: Match | None = None, actions=(), *,
              owner: str, feature: cookies.Feature | None = None) -> Flow:

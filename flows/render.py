@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from .fields import BitField
 from .model import (
-    SET_FIELDS, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group, GroupAction, Load, Match,
+    SET_FIELDS, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group, GroupAction, Learn, Load, Match,
     Meter, Move, Output, PopVlan, PROTOS, PushVlan, Resubmit, SetField,
 )
 from .pipeline import PIPELINE, Pipeline
@@ -76,6 +76,11 @@ def _set_value(field: str, value) -> str:
     return str(value) if field in _DECIMAL_SET_FIELDS else _hex(value)
 
 
+_LEARN_FIXED_NAME = {"dl_type": "eth_type", "nw_proto": "nw_proto"}
+_LEARN_NXM = {"ip_src": "NXM_OF_IP_SRC[]", "ip_dst": "NXM_OF_IP_DST[]", "ipv6_src": "NXM_NX_IPV6_SRC[]",
+              "ipv6_dst": "NXM_NX_IPV6_DST[]", "tcp_dst": "NXM_OF_TCP_DST[]", "udp_dst": "NXM_OF_UDP_DST[]"}
+
+
 def format_action(a, table: TableFmt) -> str:
     if isinstance(a, Output):
         if isinstance(a.port, BitField):
@@ -127,6 +132,16 @@ def format_action(a, table: TableFmt) -> str:
         userdata = ",userdata=" + ".".join(f"{b:02x}" for b in a.userdata) if a.userdata else ""
         meter = f",meter_id={a.meter_id}" if a.meter_id is not None else ""
         return f"controller(max_len={a.max_len}{userdata}{meter})"
+    if isinstance(a, Learn):        # ovs-ofctl's learn syntax
+        args = [f"table={table(a.table)}"]
+        if a.idle_timeout:
+            args.append(f"idle_timeout={a.idle_timeout}")
+        args += [f"priority={a.priority}", f"cookie={_hex(a.cookie)}"]
+        args += [f"{_LEARN_FIXED_NAME[f]}={_hex(v)}" for f, v in a.fixed]
+        args += [c.nxm() if isinstance(c, BitField) else _LEARN_NXM[c] for c in a.copied]
+        args += [f"load:{f.nxm()}->{f.nxm()}" for f in a.loads]
+        args += [f"load:{_hex(v)}->{f.nxm()}" for f, v in a.load_values]
+        return "learn(" + ",".join(args) + ")"
     raise TypeError(f"cannot render action {a!r}")
 
 

@@ -1,8 +1,5 @@
 """Service flows (owner "svc/<namespace>/<name>"): ClusterIP load balancing on br-int.
 
-DESIGN NOTE (work in progress: ClusterIP with endpoints; affinity, hairpin, NodePort, refusal
-without endpoints and counters come next, see the issue)
-
 Where: ``ct_zone`` looks every IP packet up in its VPC's zone *with nat*, so the packets of an
 established Service connection are DNATed to their endpoint again and replies are un-DNATed
 before anything else sees them. A *new* connection continues (ct_state -> svc_lb); in svc_lb,
@@ -24,6 +21,9 @@ wins: the other connections keep their endpoint (plain buckets, one per endpoint
 about 3/4 of them when one of four goes). Established connections never move: conntrack holds
 their DNAT.
 
+sessionAffinity ClientIP (``_affinity_flows``): learned flows in svc_affinity remember each
+client's endpoint per Service port for timeoutSeconds after its last new connection.
+
 Group ids: 32-bit hash of (namespace, name, port name, protocol), linear probing in key order,
 unique per cluster value and stable while the port exists.
 """
@@ -32,13 +32,16 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from .fields import CT_LABEL_SERVICE, CT_SERVICE, VPC_ID, vpc_ct_zone
+from . import cookies
+from .fields import CT_LABEL_SERVICE, CT_SERVICE, SVC_AFF_HIT, SVC_AFF_HIT_BIT, SVC_ENDPOINT, VPC_ID, vpc_ct_zone
 from .inputs import ClusterIn
-from .model import TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group, GroupAction, Load, Match, Nat
+from .model import (ETH_IPV6, IPPROTO_TCP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group, GroupAction,
+                    Learn, Load, Match, Nat, Resubmit)
 from .pipeline import PIPELINE
 from .service_inputs import ServiceIn
 
 P_VIP = 200
+P_AFF_HIT = 300     # svc_aff_lb: the client's learned endpoint, above the group
 REJECT_USERDATA = b"vpcnet-svc-reject"   # app/service_reject.py answers these packet-ins
 REJECT_METER_ID = 2                       # datapath meter bounding them (installed per bridge)
 REJECT_MAX_LEN = 256                      # enough of the packet to quote it in an ICMP error
@@ -126,16 +129,66 @@ def _service_flows(cluster: ClusterIn, node: str, svc: ServiceIn, labels: dict |
     for port in svc.ports:
         backends = tuple(b for b in svc.backends(port, node=node, named_port=_resolver(cluster))
                          if (":" in b[0]) == (version == 6))
-        match = Match(_PROTO[(port.protocol, version)], VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk",
-                      **{dst: svc.cluster_ip, "tp_dst": port.port})
+        proto = _PROTO[(port.protocol, version)]
+        vip = Match(proto, VPC_ID.eq(vpc.vpc_id), **{dst: svc.cluster_ip, "tp_dst": port.port})
+        match = vip.with_(ct_state="+new+trk")
+        gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
         if not backends:     # refused at once: the controller answers RST / port unreachable
-            out.append(PIPELINE.flow("svc_lb", P_VIP, match, _REJECT, owner=svc.owner))
+            entry = PIPELINE.flow("svc_lb", P_VIP, match, _REJECT, owner=svc.owner)
+            out.append(entry)
+        elif svc.affinity_timeout:
+            entry = PIPELINE.flow("svc_lb", P_VIP, match, (Resubmit("svc_affinity"), Goto("svc_aff_lb")),
+                                  owner=svc.owner)
+            out.append(entry)
+            out += _affinity_flows(svc, port, proto, vip, backends, zone, sid, gid)
         else:
-            gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
             out.append(Group(gid, "select", tuple(_bucket(zone, ip, p, sid) for ip, p in slots(backends))))
-            out.append(PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner))
+            entry = PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner)
+            out.append(entry)
         if labels is not None:
-            labels[out[-1]] = "connections"
+            labels[entry] = "connections"
+    return out
+
+
+def endpoint_ids(backends: tuple[tuple[str, int], ...]) -> dict[tuple[str, int], int]:
+    """(address, port) -> nonzero 32-bit id (SVC_ENDPOINT), unique among ``backends`` and stable
+    while the endpoint stays (a learned affinity entry names its endpoint by this id)."""
+    out: dict[tuple[str, int], int] = {}
+    used: set[int] = set()
+    for b in sorted(backends):
+        eid = _h32(f"{b[0]}/{b[1]}") or 1
+        while eid in used:
+            eid = eid % 0xFFFFFFFF + 1
+        used.add(eid)
+        out[b] = eid
+    return out
+
+
+def _affinity_flows(svc: ServiceIn, port, proto, vip: Match, backends, zone: int, sid: int, gid: int) -> list:
+    """sessionAffinity ClientIP: svc_lb looked the client up in svc_affinity (learned flows load
+    SVC_ENDPOINT and SVC_AFF_HIT); svc_aff_lb takes the learned endpoint while it still serves,
+    else the select group, whose bucket names an endpoint; svc_aff_learn (re)learns (client,
+    cluster IP, port) -> that endpoint and DNATs to it. Re-learning on every new connection
+    restarts the idle timeout: affinity lasts timeoutSeconds after the client's last new
+    connection, as kube-proxy's ``recent`` match. A learned endpoint that left no longer matches
+    in svc_aff_lb, so its clients are balanced again (and re-learned)."""
+    v6 = proto.dl_type == ETH_IPV6
+    learn = Learn("svc_affinity", P_VIP, idle_timeout=svc.affinity_timeout,
+                  cookie=cookies.cookie(0, cookies.Feature.SERVICE, svc.owner),
+                  fixed=(("dl_type", proto.dl_type), ("nw_proto", proto.nw_proto)),
+                  copied=(VPC_ID, "ipv6_src" if v6 else "ip_src", "ipv6_dst" if v6 else "ip_dst",
+                          "tcp_dst" if proto.nw_proto == IPPROTO_TCP else "udp_dst"),
+                  loads=(SVC_ENDPOINT,), load_values=((SVC_AFF_HIT_BIT, 1),))
+    ids = endpoint_ids(backends)
+    out: list = [Group(gid, "select", tuple(Bucket((Load(SVC_ENDPOINT, ids[b]), Resubmit("svc_aff_learn")))
+                                            for b in slots(backends))),
+                 PIPELINE.flow("svc_aff_lb", P_VIP, vip, (GroupAction(gid),), owner=svc.owner)]
+    for (ip, p), eid in ids.items():
+        chosen = vip.with_(SVC_ENDPOINT.eq(eid))
+        out.append(PIPELINE.flow("svc_aff_lb", P_AFF_HIT, chosen.with_(SVC_AFF_HIT),
+                                 (Goto("svc_aff_learn"),), owner=svc.owner))
+        out.append(PIPELINE.flow("svc_aff_learn", P_VIP, chosen, (learn,) + _bucket(zone, ip, p, sid).actions,
+                                 owner=svc.owner))
     return out
 
 

@@ -141,3 +141,27 @@ def test_hairpin_a_pod_reaches_itself_through_its_service(fab):
     fab.settle()
     r = fab.in_pod("trading", "web-0", sys.executable, NETPROBE, "whoami", vip, "80", "--count", "3", timeout=30)
     assert r.stdout.split() == ["web-0"] * 3, r.stdout + r.stderr
+
+
+def test_session_affinity_sticks_to_one_endpoint_and_survives_the_audit(fab):
+    """sessionAffinity ClientIP: every connection of the client goes to the endpoint its first
+    one got (a flow the switch learned), also after the controller's audit ran over the bridge;
+    the same Service without affinity spreads the same client's connections."""
+    docs = service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")])
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "sticky"
+    docs[0]["spec"]["sessionAffinity"] = "ClientIP"
+    docs[0]["spec"]["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 300}}
+    fab.apply(docs)
+    vip = fab.api("GET", "/v1/objects/services/sticky?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    got = who(fab, vip, 12)
+    assert len(got) == 12 and len(set(got)) == 1, got
+    learned = [line for line in fab.flows("node-1") if " table=23, " in line and "priority=200" in line]
+    assert learned and "nw_src=10.10.0.11" in learned[0] and "idle_timeout=300" in learned[0], learned
+    time.sleep(6)                                   # the audit (every 5 s here) leaves learned flows alone
+    assert who(fab, vip, 8) == got[:1] * 8
+    docs[0]["spec"].pop("sessionAffinity")
+    docs[0]["spec"].pop("sessionAffinityConfig")
+    fab.apply(docs[:1])
+    fab.settle()
+    assert len(set(who(fab, vip, 30))) > 1, "without affinity the same client spreads"

@@ -25,8 +25,8 @@ from flow_scenarios import scale, two_vpcs  # noqa: E402
 from vpcnet.flows.compile import compile_node  # noqa: E402
 from vpcnet.flows.fields import CT_LABEL_RULE, CT_MARK_POLICY, BitField  # noqa: E402
 from vpcnet.flows.model import (  # noqa: E402
-    ARP, ICMP, ICMP6, IP, IPV6, SCTP, TCP, TCP6, UDP, Bucket, Conjunction, Controller, Ct, DecTtl,
-    Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Nat, Output, PopVlan, PushVlan,
+    ARP, ICMP, ICMP6, IP, IPV6, SCTP, TCP, TCP6, UDP, UDP6, Bucket, Conjunction, Controller, Ct, DecTtl,
+    Flow, Goto, Group, GroupAction, Learn, Load, Match, Meter, Move, Nat, Output, PopVlan, PushVlan,
     Resubmit, SetField, set_vlan_vid,
 )
 from vpcnet.flows.render import sorted_flows  # noqa: E402
@@ -101,6 +101,17 @@ def extra_flows() -> list[Flow]:
         (Controller(max_len=0, userdata=bytes(range(256)), meter_id=1),), 0x30)
     add("egress_policy", 80, Match(SCTP, tp_dst=9, nw_dst="10.0.0.1"),
         (Load(BitField("R15", "reg15", 3, 9), 5), Move("eth_src", BitField("x", "metadata", 8, 55))), 0x2C)
+    # learn (sessionAffinity): fixed, copied header fields and registers, register loads
+    add("svc_aff_learn", 90, Match(TCP, reg1=3, reg8=7, nw_dst="10.96.0.10", tp_dst=80),
+        (Learn("svc_affinity", 200, idle_timeout=600, cookie=0x0700000012345678,
+               fixed=(("dl_type", 0x800), ("nw_proto", 6)),
+               copied=(BitField("V", "reg1", 0, 31), "ip_src", "ip_dst", "tcp_dst"),
+               loads=(BitField("E", "reg8", 0, 31),), load_values=((BitField("H", "reg0", 6, 6), 1),)),
+         Goto("egress_policy")), 0x31)
+    add("svc_aff_learn", 90, Match(UDP6, reg1=3, ipv6_dst="fd00:96::a", tp_dst=53),
+        (Learn("svc_affinity", 200, cookie=0x32, fixed=(("dl_type", 0x86DD), ("nw_proto", 17)),
+               copied=("ipv6_src", "ipv6_dst", "udp_dst"), load_values=((BitField("E", "reg8", 0, 31), 9),)),),
+        0x32)
     # VLAN matches: exact TCI (VID + PCP), VLAN-present bit only
     add("classifier", 90, Match(in_port=9, vlan_tci=0x1064), (PopVlan(), Goto("port_sec")), 0x29)
     add("classifier", 91, Match(in_port=9, vlan_tci=(0x1000, 0x1000)), (), 0x2A)

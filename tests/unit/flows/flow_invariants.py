@@ -20,7 +20,7 @@ import netaddr
 from vpcnet.flows import cookies
 from vpcnet.flows.compile import compile_node
 from vpcnet.flows.fields import BitField
-from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Load, Match, Move, parse_ct_state
+from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Learn, Load, Match, Move, parse_ct_state
 from vpcnet.flows.pipeline import PIPELINE, Pipeline
 
 
@@ -81,13 +81,28 @@ def _conjunctive(flow: Flow) -> bool:
     return bool(flow.actions) and all(isinstance(a, Conjunction) for a in flow.actions)
 
 
-def _written_bits(flow: Flow) -> dict[str, int]:
+def _written_bits(actions, groups: Mapping[int, Group] = {}) -> dict[str, int]:
+    """Register bits ``actions`` write (including the buckets of the groups they send to)."""
     out: dict[str, int] = defaultdict(int)
-    for a in flow.actions:
+    for a in actions:
         if isinstance(a, Load):
             out[a.field.space] |= a.field.mask
         elif isinstance(a, Move) and isinstance(a.dst, BitField):
             out[a.dst.space] |= a.dst.mask
+        elif isinstance(a, GroupAction) and a.group_id in groups:
+            for b in groups[a.group_id].buckets:
+                for space, mask in _written_bits(b.actions).items():
+                    out[space] |= mask
+    return out
+
+
+def _learned_bits(flow: Flow) -> dict[str, dict[str, int]]:
+    """table -> register bits the flows learned by ``flow`` write there."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for a in flow.actions:
+        if isinstance(a, Learn):
+            for f in a.loads + tuple(f for f, _ in a.load_values):
+                out[a.table][f.space] |= f.mask
     return out
 
 
@@ -149,9 +164,13 @@ def check_flowset(owner_flows: Mapping[str, frozenset[Flow]], pipeline: Pipeline
         assert not dead, f"table {t} is unreachable from classifier but has flows: {dead[:2]}"
     # consumed register bits are provided upstream
     written: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_id = {g.group_id: g for g in all_groups(owner_flows)}
     for f in flows:
-        for space, mask in _written_bits(f).items():
+        for space, mask in _written_bits(f.actions, by_id).items():
             written[f.table][space] |= mask
+        for table, bits in _learned_bits(f).items():
+            for space, mask in bits.items():
+                written[table][space] |= mask
     for f in flows:
         tid = pipeline.id(f.table)
         for name, value in f.match.items():

@@ -151,3 +151,28 @@ def test_hairpin_a_pod_reaches_itself_through_its_service():
     assert back.ports == [me.ofport], back
     seen = back.to(me.ofport)
     assert (seen["nw_src"], seen["tp_src"], seen["nw_dst"], seen["tp_dst"]) == (VIP, 80, me.ips[0], 45000), seen
+
+
+def test_session_affinity_keeps_a_client_on_its_endpoint_until_it_leaves():
+    nodes = Nodes(cluster(web(affinity_timeout=600)))
+    first, _ = nodes.connect(CLIENT, 44000)
+    assert first in EPS
+    for sport in range(44001, 44040):       # distinct connections, one client: always the same endpoint
+        ep, reply = nodes.connect(CLIENT, sport)
+        assert ep == first and reply is not None and (reply["nw_src"], reply["tp_src"]) == (VIP, 80), sport
+    learned = nodes.walkers["n1"].learned
+    assert learned and all(f.table == "svc_affinity" and f.match["nw_src"] == CLIENT.ips[0] for f in learned)
+    # its endpoint leaves: the client's next connection goes to a remaining one, and sticks there
+    rest = tuple(p for p in EPS if p is not first)
+    after = Nodes(cluster(web(rest, affinity_timeout=600)))
+    for n, w in after.walkers.items():
+        w.ct = nodes.walkers[n].ct
+        w.tables["svc_affinity"] = nodes.walkers[n].tables.get("svc_affinity", [])   # the switch keeps learned flows
+    moved = {after.connect(CLIENT, sport)[0] for sport in range(44100, 44120)}
+    assert len(moved) == 1 and moved <= set(rest), moved
+
+
+def test_without_affinity_one_client_spreads():
+    nodes = Nodes(cluster())
+    assert len({nodes.connect(CLIENT, sport)[0] for sport in range(45000, 45040)}) > 1
+    assert not nodes.walkers["n1"].learned

@@ -5,7 +5,7 @@ It models the parts of OVS the pipeline relies on:
   would pick one arbitrarily, OpenFlow 1.3 §6.4), conjunctive matches (conjunction/conj_id);
 * apply-actions in order, goto_table, resubmit, output (never back out of the in_port unless
   IN_PORT), set_field/load/move, push/pop VLAN, dec_ttl (TTL <= 1 drops), groups
-  (all / select / indirect), controller;
+  (all / select / indirect), controller, learn (the learned flow is added to its table);
 * a small conntrack: per-zone connection table, ct_state flags +trk/+new/+est/+rel/+rpl/+inv,
   ct(commit) with exec(ct_mark/ct_label), ct(table=) recirculation, simple NAT (src/dst address
   and port, reversed for replies);
@@ -32,8 +32,9 @@ import netaddr
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.model import (
     ETH_ARP, ETH_IPV4, ETH_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group,
-    GroupAction, Load, Move, Output, PopVlan, PushVlan, Resubmit, SetField, parse_ct_state,
+    LEARN_MATCH_FIELDS, MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, Conjunction, Controller, Ct, DecTtl, Flow,
+    Goto, Group, GroupAction, Learn, Load, Match, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    parse_ct_state,
 )
 
 # set_field/move names -> packet keys
@@ -215,6 +216,7 @@ class Walker:
         self.groups = {g.group_id: g for g in groups}
         self.ct = conntrack if conntrack is not None else Conntrack()
         self.completed: list = []   # (table, priority, conj ids) where several conjunctions completed
+        self.learned: list[Flow] = []   # flows added by learn actions, in order
 
     # matching
     @staticmethod
@@ -341,10 +343,26 @@ class Walker:
                 self._group(pkt, a.group_id, res, depth)
             elif isinstance(a, Controller):
                 res.outputs.append(Delivery("CONTROLLER", self._snapshot(pkt)))
+            elif isinstance(a, Learn):
+                self._learn(pkt, a)
             elif isinstance(a, Conjunction):
                 raise WalkError("conjunction flow selected directly")
             else:
                 raise WalkError(f"walker cannot execute {a!r}")
+
+    def _learn(self, pkt, a: Learn):
+        """Add (or replace: OVS's learn is MODIFY_STRICT) the flow ``a`` describes for ``pkt``."""
+        parts = [c.eq(self._read_bits(pkt, c)) for c in a.copied if isinstance(c, BitField)]
+        fields = dict(a.fixed)
+        for c in a.copied:
+            if not isinstance(c, BitField):
+                fields[LEARN_MATCH_FIELDS[c][0]] = pkt[LEARN_MATCH_FIELDS[c][0]]
+        actions = tuple(Load(f, self._read_bits(pkt, f)) for f in a.loads) + tuple(Load(f, v) for f, v in a.load_values)
+        flow = Flow(a.table, a.priority, Match(*parts, **fields), actions, a.cookie)
+        table = [f for f in self.tables.get(a.table, ()) if f.key != flow.key] + [flow]
+        table.sort(key=lambda f: -f.priority)
+        self.tables[a.table] = table
+        self.learned.append(flow)
 
     @staticmethod
     def _retype_nd_option(pkt, opt_type):
