@@ -397,8 +397,9 @@ class FlowEngine:
             node = topo.node_by_dpid.get(dpid)
             if node is None:
                 continue   # not a Node's bridge: no pod is wired there
-            if name == topo.node_specs.get(node, {}).get("uplinkPort"):
-                return self.build_topology()   # the node's uplink: a NodeIn change
+            spec = topo.node_specs.get(node, {})
+            if name in (spec.get("uplinkPort"), spec.get("externalPort")):
+                return self.build_topology()   # the node's uplink or external NIC: a NodeIn change
             changed_ports.append((node, name))
 
         def ofport_of(node: str, port: str) -> int | None:

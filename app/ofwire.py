@@ -65,9 +65,10 @@ from os_ken.ofproto import ofproto_v1_3 as _OFP
 from os_ken.ofproto import ofproto_v1_3_parser as _PARSER
 
 from vpcnet.flows.fields import BitField
+from vpcnet.flows.learn import LEARN_MATCH_FIELDS, Learn
 from vpcnet.flows.model import (
-    ETH_IPV4, LEARN_MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct,
-    DecTtl, Flow, Goto, Group, GroupAction, Learn, Load, Match, Meter, Move, Output, PopVlan, PushVlan,
+    ETH_IPV4, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct,
+    DecTtl, Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Output, PopVlan, PushVlan,
     Resubmit, SetField, parse_ct_state,
 )
 from vpcnet.flows.pipeline import PIPELINE
@@ -417,18 +418,23 @@ class Wire:
         raise ValueError(f"no os-ken encoding for action {a!r}")
 
     def _learn(self, a: Learn):
-        """NXAST_LEARN: fixed match values, fields copied from the packet, register loads."""
+        """NXAST_LEARN: fixed match values, fields copied from the packet, loads."""
         p, specs = self.parser, []
+
+        def ref(side):   # (os-ken field name, bit offset), n_bits
+            if isinstance(side, BitField):
+                return (side.space, side.start), side.width
+            if side in _LEARN_OSKEN:
+                return (_LEARN_OSKEN[side], 0), LEARN_MATCH_FIELDS[side][1]
+            return (side, 0), 48          # eth_src / eth_dst
         for name, value in a.fixed:
             specs.append(p.NXFlowSpecMatch(src=value, dst=(_LEARN_FIXED[name][0], 0), n_bits=_LEARN_FIXED[name][1]))
         for c in a.copied:
-            if isinstance(c, BitField):
-                specs.append(p.NXFlowSpecMatch(src=(c.space, c.start), dst=(c.space, c.start), n_bits=c.width))
-            else:
-                name, bits = _LEARN_OSKEN[c], LEARN_MATCH_FIELDS[c][1]
-                specs.append(p.NXFlowSpecMatch(src=(name, 0), dst=(name, 0), n_bits=bits))
-        for f in a.loads:
-            specs.append(p.NXFlowSpecLoad(src=(f.space, f.start), dst=(f.space, f.start), n_bits=f.width))
+            (dst, bits), (src, _) = ref(c[0] if isinstance(c, tuple) else c), ref(c[1] if isinstance(c, tuple) else c)
+            specs.append(p.NXFlowSpecMatch(src=src, dst=dst, n_bits=bits))
+        for ld in a.loads:
+            (src, bits), (dst, _) = ref(ld[0] if isinstance(ld, tuple) else ld), ref(ld[1] if isinstance(ld, tuple) else ld)
+            specs.append(p.NXFlowSpecLoad(src=src, dst=dst, n_bits=bits))
         for f, value in a.load_values:
             specs.append(p.NXFlowSpecLoad(src=value, dst=(f.space, f.start), n_bits=f.width))
         return p.NXActionLearn(table_id=table_id(a.table), specs=specs, idle_timeout=a.idle_timeout,

@@ -355,8 +355,16 @@ def build(vpc_rows, subnet_rows, pod_rows, node_rows,
         if uplink is None:
             problems.append(f"Node/{row.name}: uplink port {spec.get('uplinkPort')!r} is not on its bridge")
             continue
+        external, node_ip = None, None
+        if spec.get("externalPort"):
+            external = node_ports.get(spec["externalPort"])
+            if external is None:
+                problems.append(f"Node/{row.name}: external port {spec['externalPort']!r} is not on its bridge "
+                                f"(no NodePorts on this node until it is)")
+            else:
+                node_ip = spec.get("nodeIP")
         try:
-            nodes[row.name] = NodeIn(row.name, dpid, uplink, spec.get("bridge", "br-int"))
+            nodes[row.name] = NodeIn(row.name, dpid, uplink, spec.get("bridge", "br-int"), external, node_ip)
         except InputError as exc:
             problems.append(f"Node/{row.name}: {exc}")
 

@@ -3,7 +3,7 @@
 base:
 * one table-miss (priority 0) per table, from the table's declared miss policy; the miss of
   ``canary`` is the canary flow (if it is gone, OVS lost our flows and the app re-provisions);
-* classifier: packets from LOCAL (the host stack) are dropped: no host networking yet;
+* classifier: packets from LOCAL (the host stack) are dropped, unless the node has an external port;
 * ct_zone: IPv6 neighbour discovery bypasses conntrack (it is not trackable, as in OVN);
 * ct_state: +trk+inv is dropped;
 * l3_fwd: anything else addressed to any router MAC (no route: other VPC, outside world,
@@ -11,15 +11,17 @@ base:
 * output: OUTPUT_TO_TARGET -> output to the port in reg3.
 
 node/<name>: classifier: uplink traffic whose VLAN is not a subnet present here is dropped
-(explicitly, below the per-subnet VLAN flows, so dumps show why).
+(explicitly, below the per-subnet VLAN flows, so dumps show why). With an external port (the
+node's NIC on br-int, its address on LOCAL): the host's traffic passes between the two, except
+<node IP>:<nodePort> (svc_external, service.py); replies to NodePort clients leave by it (l3_fwd).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
-from .fields import OUTPUT_TO_TARGET, SVC_HAIRPIN, TARGET_OFPORT
+from .fields import CT_SVC_EXTERNAL, OUTPUT_TO_TARGET, SVC_HAIRPIN, TARGET_OFPORT
 from .inputs import ROUTER_MAC_PREFIX, NodeIn
-from .model import DROP, ICMP, ICMP6, ND_NA, ND_NS, UDP, UDP6, Flow, Goto, Match, Output
+from .model import DROP, ICMP, ICMP6, IP, ND_NA, ND_NS, UDP, UDP6, DecTtl, Flow, Goto, Load, Match, Output, Resubmit
 from .pipeline import PIPELINE
 
 P_LOW = 100
@@ -60,7 +62,21 @@ def base_flows() -> frozenset[Flow]:
     return frozenset(flows)
 
 
+P_EXTERNAL_REPLY = 250   # l3_fwd: above the routes and the router-MAC drop
+
+
 def node_flows(node: NodeIn) -> frozenset[Flow]:
-    return frozenset({
-        PIPELINE.flow("classifier", P_LOW, Match(in_port=node.uplink_ofport), DROP, owner=node.owner),
-    })
+    fl, owner = PIPELINE.flow, node.owner
+    flows = [fl("classifier", P_LOW, Match(in_port=node.uplink_ofport), DROP, owner=owner)]
+    ext = node.external_ofport
+    if ext is not None:    # the node's NIC on br-int: NodePorts stolen, the rest is the host's
+        flows += [
+            fl("classifier", P_NORMAL, Match(in_port=ext), (Goto("svc_external"),), owner=owner),
+            fl("classifier", P_NORMAL, Match(in_port="LOCAL"), (Output(ext),), owner=owner),
+            fl("svc_external", P_LOW, Match(in_port=ext), (Output("LOCAL"),), owner=owner),
+            # replies to NodePort clients (un-NATed already): back to the client's MAC, out of the NIC
+            fl("l3_fwd", P_EXTERNAL_REPLY, Match(IP, CT_SVC_EXTERNAL, ct_state="+rpl+trk"),
+               (DecTtl(), Resubmit("svc_ext_neigh"), Load(TARGET_OFPORT, ext), Load.mark(OUTPUT_TO_TARGET),
+                Goto("output")), owner=owner),
+        ]
+    return frozenset(flows)

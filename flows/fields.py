@@ -6,7 +6,8 @@ checks that no two fields overlap and that every consumed bit is written by an e
 
 reg0   packet classification
        [0..3]   PKT_SOURCE        where the packet entered br-int
-                                  1 FROM_POD, 2 FROM_UPLINK, 3 FROM_LOCAL
+                                  1 FROM_POD, 2 FROM_UPLINK, 3 FROM_LOCAL, 4 FROM_EXTERNAL (a NodePort
+                                  client on the node's external port: svc_external)
                                   written: classifier          read: l3_fwd, arp_responder
        [4]      TARGET_OFPORT_SET 1 = reg3 holds the output port (mark OUTPUT_TO_TARGET)
                                   written: l2_fwd              read: output
@@ -44,7 +45,12 @@ metadata        unused on purpose: registers are cheaper and need no instruction
 
 ct_mark [0..3]  CT_MARK_POLICY    reserved for security policy: 0 = allowed, 1 = no longer allowed
                                   (Neutron-style invalidation of established connections)
-        [4..7]  CT_MARK_LB        reserved for service load balancing (hairpin/SNAT required)
+        [4]     CT_SVC_BIT        mark CT_SERVICE: a Service DNATed the connection (service.py)
+        [5]     CT_SVC_EXTERNAL_BIT  mark CT_SVC_EXTERNAL: its client is outside (NodePort): replies
+                                  leave by the node's external port
+        [6]     CT_SVC_SNAT_BIT   mark CT_SVC_SNAT: SNATed to NODEPORT_SNAT_IP in the VPC's hairpin zone
+                                  (NodePort, externalTrafficPolicy Cluster)
+        [7]     reserved for service load balancing
         [8..31] reserved
 ct_label [0..31]  CT_LABEL_RULE   id of the ingress rule that admitted the connection (policy.py)
          [32..63] CT_LABEL_EGRESS_RULE  id of the egress rule that admitted it
@@ -159,6 +165,7 @@ PKT_SOURCE = BitField("PKT_SOURCE", "reg0", 0, 3, "where the packet entered br-i
 FROM_POD = Mark("FROM_POD", PKT_SOURCE, 1)
 FROM_UPLINK = Mark("FROM_UPLINK", PKT_SOURCE, 2)
 FROM_LOCAL = Mark("FROM_LOCAL", PKT_SOURCE, 3)
+FROM_EXTERNAL = Mark("FROM_EXTERNAL", PKT_SOURCE, 4)
 
 TARGET_OFPORT_SET = BitField("TARGET_OFPORT_SET", "reg0", 4, 4, "reg3 holds the output port")
 OUTPUT_TO_TARGET = Mark("OUTPUT_TO_TARGET", TARGET_OFPORT_SET, 1)
@@ -175,12 +182,16 @@ TARGET_OFPORT = BitField("TARGET_OFPORT", "reg3", 0, 31, "output port chosen by 
 
 # --- conntrack -------------------------------------------------------------------------------
 CT_MARK_POLICY = BitField("CT_MARK_POLICY", "ct_mark", 0, 3, "reserved: security policy verdict")
-CT_MARK_LB = BitField("CT_MARK_LB", "ct_mark", 4, 7, "reserved: service load balancing")
+CT_SVC_BIT = BitField("CT_SVC_BIT", "ct_mark", 4, 4, "a Service DNATed the connection")
+CT_SVC_EXTERNAL_BIT = BitField("CT_SVC_EXTERNAL_BIT", "ct_mark", 5, 5, "a NodePort client outside")
+CT_SVC_SNAT_BIT = BitField("CT_SVC_SNAT_BIT", "ct_mark", 6, 6, "SNATed to the NodePort SNAT address")
 CT_LABEL_RULE = BitField("CT_LABEL_RULE", "ct_label", 0, 31, "ingress rule that admitted the connection")
 CT_LABEL_EGRESS_RULE = BitField("CT_LABEL_EGRESS_RULE", "ct_label", 32, 63, "egress rule that admitted it")
 CT_LABEL_SERVICE = BitField("CT_LABEL_SERVICE", "ct_label", 64, 95, "Service that DNATed the connection")
 CT_POLICY_REVOKED = Mark("CT_POLICY_REVOKED", CT_MARK_POLICY, 1)
-CT_SERVICE = Mark("CT_SERVICE", CT_MARK_LB, 1)            # the connection was DNATed by a Service
+CT_SERVICE = Mark("CT_SERVICE", CT_SVC_BIT, 1)            # the connection was DNATed by a Service
+CT_SVC_EXTERNAL = Mark("CT_SVC_EXTERNAL", CT_SVC_EXTERNAL_BIT, 1)
+CT_SVC_SNAT = Mark("CT_SVC_SNAT", CT_SVC_SNAT_BIT, 1)
 
 # --- reg4/reg5: security policy verdicts -----------------------------------------------------
 POLICY_EGRESS_RULE = BitField("POLICY_EGRESS_RULE", "reg4", 0, 31, "egress rule id (0: no policy)")
@@ -194,6 +205,7 @@ CT_ZONE_MAX = 65535
 
 
 HAIRPIN_IP = "169.254.0.253"    # the source a pod sees when it reaches itself through a Service
+NODEPORT_SNAT_IP = "169.254.0.252"   # the source an endpoint sees for a NodePort client (policy Cluster)
 HAIRPIN_ZONE_BIT = 0x8000       # a VPC's hairpin zone: its id with the top bit set (ids stay below)
 
 
@@ -213,8 +225,8 @@ def vpc_ct_zone(vpc_id: int) -> int:
 
 ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, SVC_HAIRPIN_BIT, VPC_ID, SUBNET_ID, TARGET_OFPORT,
-    CT_MARK_POLICY, CT_MARK_LB, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
+    CT_MARK_POLICY, CT_SVC_BIT, CT_SVC_EXTERNAL_BIT, CT_SVC_SNAT_BIT, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE, SVC_AFF_HIT_BIT, SVC_ENDPOINT,
 )
-ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED, CT_SERVICE,
-                               SVC_HAIRPIN, SVC_AFF_HIT)
+ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, FROM_EXTERNAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED,
+                               CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, SVC_HAIRPIN, SVC_AFF_HIT)

@@ -209,12 +209,24 @@ class NodeIn:
     datapath_id: int
     uplink_ofport: int
     bridge: str = "br-int"
+    external_ofport: int | None = None   # the node's external NIC on the bridge (NodePort clients)
+    node_ip: str | None = None           # the node's IPv4 address there (on the bridge's LOCAL port)
 
     def __post_init__(self):
         me = f"node {self.name!r}"
         _set(self, "name", _name(me, "name", self.name))
         _int(me, "datapath_id", self.datapath_id, 0, (1 << 64) - 1)
         _int(me, "uplink_ofport", self.uplink_ofport, 1, OFPP_MAX - 1)
+        if (self.external_ofport is None) != (self.node_ip is None):
+            raise InputError(f"{me}: external_ofport and node_ip go together "
+                             f"(got {self.external_ofport!r}, {self.node_ip!r})")
+        if self.external_ofport is not None:
+            _int(me, "external_ofport", self.external_ofport, 1, OFPP_MAX - 1)
+            if self.external_ofport == self.uplink_ofport:
+                raise InputError(f"{me}: external_ofport {self.external_ofport} is the uplink's")
+            _set(self, "node_ip", _ip(me, "node_ip", self.node_ip))
+            if ":" in self.node_ip:
+                raise InputError(f"{me}: node_ip {self.node_ip} must be IPv4 (NodePorts are IPv4 here)")
         # derived from datapath_id (not a field: no effect on eq/hash)
         _set(self, "_router_mac", node_router_mac(self.datapath_id))
 
@@ -497,7 +509,8 @@ class ClusterIn:
         if p.ofport is not None:
             other = holder(("port", p.node, p.ofport))
             node = nodes.get(p.node)
-            if (other is not None and other != key) or (node is not None and node.uplink_ofport == p.ofport):
+            if (other is not None and other != key) or (node is not None and p.ofport in (node.uplink_ofport,
+                                                                                          node.external_ofport)):
                 raise InputError(f"{me}: ofport {p.ofport} on node {p.node} is already in use")
 
     # --- value semantics ---
@@ -703,10 +716,11 @@ class ClusterIn:
         nodes[node.name] = node
         ordered = tuple(sorted(nodes.values(), key=lambda n: n.name))
         if old is not None:
-            other = self._claims.get(("port", node.name, node.uplink_ofport))
-            if other is not None:
-                raise InputError(f"pod {'/'.join(other)}: ofport {node.uplink_ofport} on node {node.name} "
-                                 f"is already in use")
+            for port in (node.uplink_ofport, node.external_ofport):
+                other = self._claims.get(("port", node.name, port)) if port is not None else None
+                if other is not None:
+                    raise InputError(f"pod {'/'.join(other)}: ofport {port} on node {node.name} "
+                                     f"is already in use")
             new = self._clone()
             _set(new, "nodes", ordered)
             _set(new, "_nodes", nodes)

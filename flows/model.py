@@ -670,66 +670,6 @@ class Conjunction(Action):
             raise FlowError(f"conjunction: bad clause {self.clause}/{self.n_clauses}")
 
 
-# Fields a learn action can copy from the packet into the match of the flow it learns:
-# name -> (match field name in a Flow, width in bits, prerequisite).
-LEARN_MATCH_FIELDS: dict[str, tuple[str, int, str]] = {
-    "ip_src": ("nw_src", 32, "ip"), "ip_dst": ("nw_dst", 32, "ip"),
-    "ipv6_src": ("ipv6_src", 128, "ipv6"), "ipv6_dst": ("ipv6_dst", 128, "ipv6"),
-    "tcp_dst": ("tp_dst", 16, "l4"), "udp_dst": ("tp_dst", 16, "l4"),
-}
-LEARN_FIXED_FIELDS = ("dl_type", "nw_proto")   # constants a learned match may hold
-
-
-@dataclass(frozen=True, slots=True)
-class Learn(Action):
-    """learn(table=..,priority=..,idle_timeout=..,cookie=..,<match>,<loads>): adds (or replaces,
-    OVS issues MODIFY_STRICT) a flow in ``table`` built from the current packet:
-
-    * its match: ``fixed`` constants (dl_type, nw_proto), each of ``copied`` taken from the packet
-      (a LEARN_MATCH_FIELDS name or a BitField, matched in the same place);
-    * its actions: each of ``loads`` (a BitField) written with the packet's current value of that
-      field, then each ``(BitField, value)`` of ``load_values``.
-
-    Learned flows only load registers: their table is reached by ``resubmit`` and the caller acts
-    on what they loaded. Such a table holds learned flows only (the reconciler leaves it alone)."""
-
-    table: str
-    priority: int
-    idle_timeout: int = 0
-    cookie: int = 0
-    fixed: tuple = ()            # ((field, value), ...)
-    copied: tuple = ()           # (name or BitField, ...)
-    loads: tuple = ()            # (BitField, ...)
-    load_values: tuple = ()      # ((BitField, value), ...)
-
-    def __post_init__(self):
-        for name in ("fixed", "copied", "loads", "load_values"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not 0 <= self.priority <= 65535 or not 0 <= self.idle_timeout <= 65535:
-            raise FlowError(f"learn: bad priority {self.priority} or idle_timeout {self.idle_timeout}")
-        if not 0 <= self.cookie < (1 << 64):
-            raise FlowError(f"learn: bad cookie {self.cookie:#x}")
-        for f, _ in self.fixed:
-            if f not in LEARN_FIXED_FIELDS:
-                raise FlowError(f"learn: fixed field {f!r} (allowed: {', '.join(LEARN_FIXED_FIELDS)})")
-        for c in self.copied:
-            if not isinstance(c, BitField) and c not in LEARN_MATCH_FIELDS:
-                raise FlowError(f"learn: cannot copy {c!r} (allowed: BitFields, {', '.join(LEARN_MATCH_FIELDS)})")
-        for f in self.loads:
-            if not isinstance(f, BitField):
-                raise FlowError(f"learn: loads must be BitFields, got {f!r}")
-        for f, v in self.load_values:
-            try:
-                f.check_value(v)
-            except (AttributeError, ValueError) as exc:
-                raise FlowError(f"learn: bad load {f!r} <- {v!r}: {exc}") from exc
-        if not self.loads and not self.load_values:
-            raise FlowError("learn: a learned flow needs at least one load")
-
-    def prereqs(self):
-        return tuple(sorted({LEARN_MATCH_FIELDS[c][2] for c in self.copied if not isinstance(c, BitField)}))
-
-
 OFPM_MAX = 0xFFFF0000              # the last meter id a flow may name (OpenFlow 1.3)
 CONTROLLER_USERDATA_MAX = 256      # bytes of userdata a controller action may carry here
 

@@ -2,7 +2,8 @@
 
 How packets move (each line is a stage; numbers are ``stage * 10 + position in stage``):
 
-    0  classifier      pod port / uplink VLAN / LOCAL  -> set PKT_SOURCE, VPC_ID, SUBNET_ID
+    0  classifier      pod port / uplink VLAN / external port / LOCAL -> set PKT_SOURCE, VPC_ID, SUBNET_ID
+    1  svc_external    external port: node IP:nodePort -> the Service's VPC; the rest to the host (LOCAL)
    10  port_sec        a pod sends only its own MAC + IPs (ARP: own spa/sha)
    11  svc_unsnat      replies to the Service hairpin address: un-SNAT (hairpin zone), mark HAIRPIN
    20  ct_zone         IP -> ct(zone=<vpc>, table=ct_state); ARP and ND skip conntrack
@@ -19,6 +20,7 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
    60  ingress_policy  hook for security policy (passes everything today)
    70  ct_commit       commit new connections in the VPC zone
    71  output          output to reg3; uplink-bound packets get their subnet's VLAN
+   72  svc_ext_neigh   learned flows: NodePort client IP -> its MAC (replies leave by the external port)
   250  canary          never reached; one drop flow whose absence means OVS lost our flows
 
 Rules (checked when a flow is built, so a wrong flow fails a unit test, not the lab):
@@ -37,8 +39,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from . import cookies
-from .fields import BitField
-from .model import LEARN_MATCH_FIELDS, Ct, Flow, FlowError, Goto, Learn, Match, Resubmit
+from .learn import Learn
+from .model import Ct, Flow, FlowError, Goto, Match, Resubmit
 
 
 class Stage(enum.IntEnum):
@@ -76,13 +78,17 @@ def _t(name, stage, next_tables, miss, match_fields, doc, resubmit=()):
     return Table(name, stage, tuple(next_tables), miss, frozenset(match_fields), doc, tuple(resubmit))
 
 
-LEARNED_TABLES = ("svc_affinity",)   # hold learned flows only: never compiled, never audited
+LEARNED_TABLES = ("svc_affinity", "svc_ext_neigh")   # hold learned flows only: never compiled, never audited
 
 
 TABLES: tuple[Table, ...] = (
-    _t("classifier", Stage.CLASSIFY, ("port_sec", "ct_zone"), "drop",
+    _t("classifier", Stage.CLASSIFY, ("svc_external", "port_sec", "ct_zone"), "drop",
        {"in_port", "dl_vlan", "vlan_tci"},
-       "Pod port, uplink (per subnet VLAN) or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
+       "Pod port, uplink (per subnet VLAN), external port or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
+    _t("svc_external", Stage.CLASSIFY, ("ct_zone",), "drop",
+       {"in_port", "dl_type", "nw_proto", "nw_dst", "tp_dst"},
+       "From the node's external port: <node IP>:<nodePort> -> FROM_EXTERNAL in the Service's VPC "
+       "(learning the client's MAC for the replies); anything else is the host's (-> LOCAL)."),
     _t("port_sec", Stage.VALIDATE, ("svc_unsnat", "ct_zone"), "drop",
        {"in_port", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src", "arp_spa", "arp_sha",
         "icmp_type", "nd_target", "tp_src", "tp_dst"},
@@ -98,8 +104,8 @@ TABLES: tuple[Table, ...] = (
        {"ct_state", "ct_zone", "ct_mark", "ct_label", "dl_type", "reg0", "reg1"},
        "Drop invalid connections."),
     _t("svc_lb", Stage.CONNTRACK, ("svc_aff_lb", "egress_policy"), "goto:egress_policy",
-       {"reg1", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst", "ct_state"},
-       "New connections to a Service's cluster IP and port -> its select group, whose bucket "
+       {"reg0", "reg1", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst", "ct_state"},
+       "New connections to a Service's cluster IP and port (or node port) -> its select group, whose bucket "
        "DNATs to an endpoint (ct commit, nat) and continues in egress_policy. sessionAffinity "
        "ports look the client up in svc_affinity (resubmit) and continue in svc_aff_lb.",
        resubmit=("svc_affinity",)),
@@ -118,10 +124,12 @@ TABLES: tuple[Table, ...] = (
        "buckets do and continue in egress_policy."),
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
-    _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder"), "goto:arp_responder",
+    _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder", "output"), "goto:arp_responder",
        {"reg0", "reg1", "reg2", "dl_dst", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "arp_op", "arp_tpa",
-        "icmp_type", "icmp_code", "nd_target", "nd_sll"},
-       "Distributed router of a VPC: answer ARP, ND and ping for subnet gateways; route between subnets."),
+        "icmp_type", "icmp_code", "nd_target", "nd_sll", "ct_state", "ct_mark"},
+       "Distributed router of a VPC: answer ARP, ND and ping for subnet gateways; route between subnets; "
+       "replies to NodePort clients -> the external port (MACs from svc_ext_neigh).",
+       resubmit=("svc_ext_neigh",)),
     _t("l3_neigh", Stage.ROUTING, ("l2_fwd",), "drop",
        {"reg1", "dl_type", "nw_dst", "ipv6_dst"},
        "Routed packets: destination pod IP -> its MAC. Unknown destinations are dropped."),
@@ -141,6 +149,9 @@ TABLES: tuple[Table, ...] = (
     _t("output", Stage.OUTPUT, (), "drop",
        {"reg0", "reg2", "reg3"},
        "Output to reg3; packets for the uplink are tagged with their subnet's VLAN."),
+    _t("svc_ext_neigh", Stage.OUTPUT, (), "drop", {"dl_type", "nw_dst"},
+       "Learned flows only (svc_external): NodePort client IP -> its MAC and the node MAC it "
+       "addressed, for the replies."),
     _t("canary", Stage.RESERVED, (), "drop", set(),
        "Never reached. Its miss flow disappearing means OVS lost our flows (re-provision)."),
 )
@@ -272,8 +283,7 @@ class Pipeline:
             raise FlowError(f"table {t.name}: learn into {a.table!r}, which is not a learned-only table "
                             f"({', '.join(LEARNED_TABLES)})")
         target = self.table(a.table)
-        names = [f for f, _ in a.fixed] + [c.space if isinstance(c, BitField) else LEARN_MATCH_FIELDS[c][0]
-                                           for c in a.copied]
+        names = [f for f, _ in a.fixed] + [Learn.match_name(c[0] if isinstance(c, tuple) else c) for c in a.copied]
         extra = set(names) - target.match_fields
         if extra:
             raise FlowError(f"table {t.name}: learned flows would match {sorted(extra)}, not declared for {a.table}")

@@ -101,16 +101,17 @@ from functools import lru_cache
 import netaddr
 
 from .fields import (
-    CT_LABEL_EGRESS_RULE, CT_LABEL_RULE, CT_MARK_POLICY, CT_POLICY_REVOKED, FROM_POD, PEER_SRC_VPC,
+    CT_MARK_POLICY, CT_POLICY_REVOKED, FROM_POD, PEER_SRC_VPC,
     POLICY_EGRESS_RULE, POLICY_INGRESS_RULE, TARGET_OFPORT, VPC_ID, vpc_ct_zone,
 )
 from .inputs import ClusterIn, PodIn
 from .policy_inputs import NetworkPolicyIn, NpRuleIn, SecurityGroupIn
 from .model import (
     DROP, ICMP, ICMP6, IP, IPV6, SCTP, SCTP6, TCP, TCP6, UDP, UDP6, Conjunction, Controller, Ct, Flow, Goto,
-    Load, Match, Move,
+    Load, Match,
 )
 from .pipeline import PIPELINE
+from .vpc import COMMIT_LABELS
 
 P_REVOKED_REPLY = 65000
 P_REVOKED_REL = 64990
@@ -637,7 +638,7 @@ def _node_policy(cluster: ClusterIn, node: str, vpc: str, with_rules: bool) -> t
             fl(table, P_PASS, Match(vpc_m, ct_state="+rel+trk"), nxt, owner=owner),
             fl(table, P_PASS, Match(vpc_m, ct_state="-trk"), nxt, owner=owner),
         ]
-    labels = (Move(POLICY_INGRESS_RULE, CT_LABEL_RULE), Move(POLICY_EGRESS_RULE, CT_LABEL_EGRESS_RULE))
+    labels = COMMIT_LABELS
     flows += _peering_flows(cluster, node, v, owner, labels, rules if with_rules else None)
     for proto in (IP, IPV6):
         flows += [

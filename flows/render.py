@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .fields import BitField
+from .learn import Learn
 from .model import (
-    SET_FIELDS, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group, GroupAction, Learn, Load, Match,
+    SET_FIELDS, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group, GroupAction, Load, Match,
     Meter, Move, Output, PopVlan, PROTOS, PushVlan, Resubmit, SetField,
 )
 from .pipeline import PIPELINE, Pipeline
@@ -81,6 +82,12 @@ _LEARN_NXM = {"ip_src": "NXM_OF_IP_SRC[]", "ip_dst": "NXM_OF_IP_DST[]", "ipv6_sr
               "ipv6_dst": "NXM_NX_IPV6_DST[]", "tcp_dst": "NXM_OF_TCP_DST[]", "udp_dst": "NXM_OF_UDP_DST[]"}
 
 
+def _learn_ref(side) -> str:
+    if isinstance(side, BitField):
+        return side.nxm()
+    return _LEARN_NXM[side] if side in _LEARN_NXM else SET_FIELDS[side][0]
+
+
 def format_action(a, table: TableFmt) -> str:
     if isinstance(a, Output):
         if isinstance(a.port, BitField):
@@ -138,8 +145,12 @@ def format_action(a, table: TableFmt) -> str:
             args.append(f"idle_timeout={a.idle_timeout}")
         args += [f"priority={a.priority}", f"cookie={_hex(a.cookie)}"]
         args += [f"{_LEARN_FIXED_NAME[f]}={_hex(v)}" for f, v in a.fixed]
-        args += [c.nxm() if isinstance(c, BitField) else _LEARN_NXM[c] for c in a.copied]
-        args += [f"load:{f.nxm()}->{f.nxm()}" for f in a.loads]
+        for c in a.copied:
+            dst, src = c if isinstance(c, tuple) else (c, c)
+            args.append(_learn_ref(dst) if dst == src else f"{_learn_ref(dst)}={_learn_ref(src)}")
+        for ld in a.loads:
+            src, dst = ld if isinstance(ld, tuple) else (ld, ld)
+            args.append(f"load:{_learn_ref(src)}->{_learn_ref(dst)}")
         args += [f"load:{_hex(v)}->{f.nxm()}" for f, v in a.load_values]
         return "learn(" + ",".join(args) + ")"
     raise TypeError(f"cannot render action {a!r}")

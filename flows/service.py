@@ -33,10 +33,12 @@ import hashlib
 from functools import lru_cache
 
 from . import cookies
-from .fields import CT_LABEL_SERVICE, CT_SERVICE, SVC_AFF_HIT, SVC_AFF_HIT_BIT, SVC_ENDPOINT, VPC_ID, vpc_ct_zone
+from .fields import (CT_LABEL_SERVICE, CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, FROM_EXTERNAL, SVC_AFF_HIT,
+                     SVC_AFF_HIT_BIT, SVC_ENDPOINT, VPC_ID, vpc_ct_zone)
 from .inputs import ClusterIn
-from .model import (ETH_IPV6, IPPROTO_TCP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group, GroupAction,
-                    Learn, Load, Match, Nat, Resubmit)
+from .learn import Learn
+from .model import (ETH_IPV6, IPPROTO_TCP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group,
+                    GroupAction, Load, Match, Nat, Resubmit, SetField)
 from .pipeline import PIPELINE
 from .service_inputs import ServiceIn
 
@@ -61,12 +63,13 @@ def group_ids(cluster: ClusterIn) -> dict[tuple, int]:
         hit, used = {}, set()
         for s in cluster.services:
             for p in s.ports:
-                key = (s.namespace, s.name, p.name, p.protocol)
-                gid = _h32("/".join(map(str, key))) or 1
-                while gid in used:
-                    gid = gid % 0xFFFFFF00 + 1      # 0xFFFFFF00.. are OpenFlow's reserved group ids
-                used.add(gid)
-                hit[key] = gid
+                for key in ((s.namespace, s.name, p.name, p.protocol),
+                            (s.namespace, s.name, p.name, p.protocol, "nodePort")):
+                    gid = _h32("/".join(map(str, key))) or 1
+                    while gid in used:
+                        gid = gid % 0xFFFFFF00 + 1      # 0xFFFFFF00.. are OpenFlow's reserved group ids
+                    used.add(gid)
+                    hit[key] = gid
         memo["service group ids"] = hit
     return hit
 
@@ -147,7 +150,56 @@ def _service_flows(cluster: ClusterIn, node: str, svc: ServiceIn, labels: dict |
             out.append(entry)
         if labels is not None:
             labels[entry] = "connections"
+    node_in = cluster.node(node)
+    if svc.type == "NodePort" and node_in.external_ofport is not None:
+        for port in svc.ports:
+            if port.node_port:
+                out += _node_port_flows(cluster, node_in, svc, port, vpc, zone, sid, ids, labels)
     return out
+
+
+def _node_port_flows(cluster: ClusterIn, node, svc: ServiceIn, port, vpc, zone: int, sid: int, ids,
+                     labels: dict | None) -> list:
+    """<node IP>:<nodePort> from the external port (svc_external) -> the Service's VPC as
+    FROM_EXTERNAL, learning the client's MAC for the replies (svc_ext_neigh); svc_lb sends new
+    connections to a select group of this node's endpoints whose buckets DNAT (and mark the
+    connection EXTERNAL, and SNAT for externalTrafficPolicy Cluster, see vpc.py). Both
+    policies serve this node's endpoints only: a remote endpoint's replies to the SNAT address
+    could not find their way back to this node (see README, Services)."""
+    proto = _PROTO[(port.protocol, 4)]
+    here = {e.ip for e in svc.endpoints if e.node == node.name}
+    backends = tuple(b for b in svc.backends(port, node=node.name, external=True, named_port=_resolver(cluster))
+                     if b[0] in here and ":" not in b[0])
+    marks = (Load.mark(CT_SERVICE), Load.mark(CT_SVC_EXTERNAL)) + (() if svc.external_local else (Load.mark(CT_SVC_SNAT),))
+    steal = Match(proto, nw_dst=node.node_ip, tp_dst=port.node_port)
+    out = [PIPELINE.flow("svc_external", P_VIP, steal,
+                         (_LEARN_CLIENT_MAC, Load.mark(FROM_EXTERNAL), Load(VPC_ID, vpc.vpc_id),
+                          SetField("eth_dst", vpc.router_mac), Goto("ct_zone")), owner=svc.owner)]
+    match = steal.with_(FROM_EXTERNAL, VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk")
+    if not backends:
+        # no endpoint anywhere: refused as for the cluster IP; endpoints elsewhere only: dropped,
+        # so that a load balancer's health check sends the clients to another node
+        actions = _REJECT if not svc.backends(port, named_port=_resolver(cluster)) else ()
+        entry = PIPELINE.flow("svc_lb", P_VIP, match, actions, owner=svc.owner)
+        out.append(entry)
+    else:
+        gid = ids[(svc.namespace, svc.name, port.name, port.protocol, "nodePort")]
+        out.append(Group(gid, "select", tuple(
+            Bucket((Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, p),
+                       exec_=marks + (Load(CT_LABEL_SERVICE, sid),)),)) for ip, p in slots(backends))))
+        entry = PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner)
+        out.append(entry)
+    if labels is not None:
+        labels[entry] = "connections"
+    return out
+
+
+# svc_external: remember (client IP -> client MAC, node MAC it addressed) for the replies
+NEIGH_IDLE_TIMEOUT = 300
+_LEARN_CLIENT_MAC = Learn("svc_ext_neigh", P_VIP, idle_timeout=NEIGH_IDLE_TIMEOUT,
+                          cookie=cookies.cookie(0, cookies.Feature.SERVICE, "svc/external-neighbours"),
+                          fixed=(("dl_type", 0x0800),), copied=(("ip_dst", "ip_src"),),
+                          loads=(("eth_src", "eth_dst"), ("eth_dst", "eth_src")))
 
 
 def endpoint_ids(backends: tuple[tuple[str, int], ...]) -> dict[tuple[str, int], int]:

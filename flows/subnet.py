@@ -46,10 +46,10 @@ import itertools
 from functools import lru_cache
 
 from .base import P_HIGH, P_LOW, P_NORMAL
-from .fields import FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, PEER_SRC_VPC, SUBNET_ID, TARGET_OFPORT, VPC_ID
+from .fields import FROM_EXTERNAL, FROM_POD, FROM_UPLINK, OUTPUT_TO_TARGET, PEER_SRC_VPC, SUBNET_ID, TARGET_OFPORT, VPC_ID
 from .inputs import ClusterIn, NodeIn, SubnetIn, VpcIn
 from .model import (
-    ARP, DROP, ICMP, ICMP6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST, MULTICAST_BIT, ND_NA, ND_NS, DecTtl,
+    ARP, DROP, ICMP, IP, ICMP6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST, MULTICAST_BIT, ND_NA, ND_NS, DecTtl,
     Flow, Goto, Load, Match, Output, PopVlan, PushVlan, SetField, arp_reply, echo_reply, ip_proto,
     nd_advert_reply, nd_solicit_to_advert, set_vlan_vid,
 )
@@ -68,8 +68,23 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
         sources = None
     peers = () if subnet.private else tuple(cluster.vpc(p) for p in cluster.peers_of(vpc.name))
     local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
-    return (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac, peers)
-            | {_flood(subnet, node.uplink_ofport, local_ports)})
+    flows = (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac, peers)
+             | {_flood(subnet, node.uplink_ofport, local_ports)})
+    if node.external_ofport is not None and sources is None:
+        flows |= _external_routes(subnet, vpc, node.router_mac)
+    return flows
+
+
+def _external_routes(subnet: SubnetIn, vpc: VpcIn, node_mac: str) -> frozenset[Flow]:
+    """NodePort clients (FROM_EXTERNAL, DNATed to an endpoint by svc_lb) are routed into the
+    VPC's IPv4 subnets like a pod's packets; private subnets take none."""
+    if vpc.l3_mode != "distributed":
+        return frozenset()
+    route = (DecTtl(), SetField("eth_src", node_mac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
+    return frozenset(PIPELINE.flow("l3_fwd", P_NORMAL, Match(IP, FROM_EXTERNAL, VPC_ID.eq(vpc.vpc_id),
+                                                               dl_dst=vpc.router_mac, nw_dst=cidr), route,
+                                   owner=subnet.owner)
+                     for cidr in subnet.cidrs if ":" not in cidr)
 
 
 # Everything but the flood flow depends only on the subnet and VPC values, the uplink port,

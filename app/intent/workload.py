@@ -185,6 +185,19 @@ def node_spec(f: Fields, ctx: SpecContext) -> dict[str, Any]:
     ovsdb = f.get("ovsdb", _ovsdb_remote)
     if ovsdb is not None:
         spec["ovsdb"] = ovsdb
+    # NodePort: the node's external NIC as a port of its bridge, its IPv4 address on the bridge
+    external = f.get("externalPort", iface_name)
+    node_ip = f.get("nodeIP", ip_check(version=4))
+    if f.has("externalPort") != f.has("nodeIP"):
+        missing = "nodeIP" if f.has("externalPort") else "externalPort"
+        r.error(f.at(missing), "is required when spec." + ("externalPort" if missing == "nodeIP" else "nodeIP")
+                + " is set (NodePorts need both)")
+    if external is not None and external == spec.get("uplinkPort"):
+        r.bad(f.at("externalPort"), external, "is the uplink port; the external NIC is another port")
+    if external is not None:
+        spec["externalPort"] = external
+    if node_ip is not None:
+        spec["nodeIP"] = node_ip
     f.done()
     return spec
 

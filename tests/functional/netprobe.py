@@ -1,7 +1,8 @@
 """Small traffic tool run inside a pod's network namespace (stdlib only, ``python3 netprobe.py``).
 
   serve --tcp 5432,5433 --udp 5353        echo servers on 0.0.0.0 (TCP: one line back per line)
-        [--whoami NAME]                   (TCP: answer each connection with NAME and close)
+        [--whoami NAME [--peer]]          (TCP: answer each connection with NAME -- and the
+                                          client's address with --peer -- and close)
   whoami IP PORT --count N                connect N times, print what each server answered
   tcp IP PORT [--timeout S]               connect, send a line, expect it back: exit 0 / 1
   udp IP PORT [--timeout S]               send a datagram, expect it back: exit 0 / 1
@@ -40,15 +41,15 @@ def _tell(conn: socket.socket, name: str) -> None:
         conn.sendall(name.encode() + b"\n")
 
 
-def _serve_tcp(port: int, whoami: str = "") -> None:
+def _serve_tcp(port: int, whoami: str = "", peer: bool = False) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
     s.listen(64)
     while True:
-        conn, _ = s.accept()
+        conn, addr = s.accept()
         if whoami:
-            _tell(conn, whoami)
+            _tell(conn, f"{whoami}@{addr[0]}" if peer else whoami)
         else:
             threading.Thread(target=_echo_tcp, args=(conn,), daemon=True).start()
 
@@ -63,7 +64,7 @@ def _serve_udp(port: int) -> None:
 
 def serve(args) -> int:
     for p in filter(None, args.tcp.split(",")):
-        threading.Thread(target=_serve_tcp, args=(int(p), args.whoami), daemon=True).start()
+        threading.Thread(target=_serve_tcp, args=(int(p), args.whoami, args.peer), daemon=True).start()
     for p in filter(None, args.udp.split(",")):
         threading.Thread(target=_serve_udp, args=(int(p),), daemon=True).start()
     print("serving", flush=True)
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("--tcp", default="")
     p.add_argument("--udp", default="")
     p.add_argument("--whoami", default="")
+    p.add_argument("--peer", action="store_true")
     for name in ("tcp", "udp"):
         p = sub.add_parser(name)
         p.add_argument("ip")

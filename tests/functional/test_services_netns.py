@@ -165,3 +165,75 @@ def test_session_affinity_sticks_to_one_endpoint_and_survives_the_audit(fab):
     fab.apply(docs[:1])
     fab.settle()
     assert len(set(who(fab, vip, 30))) > 1, "without affinity the same client spreads"
+
+
+def _node_port_docs(name: str, node_port: int, local: bool) -> list[dict]:
+    docs = service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2")])
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = name
+    docs[0]["spec"].update(type="NodePort", externalTrafficPolicy="Local" if local else "Cluster")
+    docs[0]["spec"]["ports"][0]["nodePort"] = node_port
+    return docs
+
+
+def test_node_port_is_reachable_from_outside_the_pod_network(fab):
+    """node-1's external NIC is a port of its br-int and its address (192.168.77.1) lives on
+    br-int's LOCAL interface; a client in another network namespace (192.168.77.2, no route into
+    the pod network) reaches web-0 (node-1's endpoint) at 192.168.77.1:<nodePort>. With
+    externalTrafficPolicy Local web-0 sees the client's address, with Cluster the NodePort SNAT
+    address. The host keeps its traffic: the client pings the node address and reaches a
+    server running on the node itself."""
+    node_ns = fab.nodes["node-1"].netns
+    outside = f"vpcnet-t{fab.tag}-x"
+    server = subprocess.Popen(["ip", "netns", "exec", fab.pods[("trading", "web-0")]["netns"], sys.executable,
+                               NETPROBE, "serve", "--tcp", "8088", "--whoami", "web-0", "--peer"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    host = None
+    try:
+        assert server.stdout.readline().strip() == "serving"
+        subprocess.run(["ip", "netns", "add", outside], check=True)
+        subprocess.run(["ip", "link", "add", "vpcx-out", "netns", outside, "type", "veth", "peer", "name",
+                        "vpcext1", "netns", node_ns], check=True)
+        for ns, dev, addr in ((outside, "vpcx-out", "192.168.77.2/24"), (node_ns, "br-int", "192.168.77.1/24")):
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
+        for ns, dev in ((outside, "vpcx-out"), (outside, "lo"), (node_ns, "vpcext1"), (node_ns, "br-int")):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+            subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"], capture_output=True)
+        # The userspace datapath reads the NIC with AF_PACKET, so the node's kernel sees its frames
+        # too: it must not answer them itself (a kernel datapath takes the NIC away from the stack)
+        subprocess.run(["ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.conf.vpcext1.arp_ignore=8",
+                        "net.ipv4.conf.vpcext1.rp_filter=1"], check=True)
+        fab.nodes["node-1"].add_port("br-int", "vpcext1", ofport=200)
+        doc = fab.node_doc("node-1", 1)
+        doc["spec"].update(externalPort="vpcext1", nodeIP="192.168.77.1")
+        for name, node_port, local in (("np-local", 30080, True), ("np-cluster", 30081, False)):
+            docs = _node_port_docs(name, node_port, local)
+            docs[0]["spec"]["ports"][0]["targetPort"] = 8088
+            docs[1]["subsets"][0]["ports"][0]["port"] = 8088
+            fab.apply(([doc] if local else []) + docs)
+        fab.wait_flows("node-1", lambda fl: all(any(f"tp_dst={p}" in f and "group:" in f for f in fl)
+                                                for p in (30080, 30081)))
+        fab.settle()
+
+        def from_outside(*cmd, timeout=30):
+            return subprocess.run(["ip", "netns", "exec", outside, sys.executable, NETPROBE, *cmd],
+                                  capture_output=True, text=True, timeout=timeout)
+        r = from_outside("whoami", "192.168.77.1", "30080", "--count", "4")
+        assert r.stdout.split() == ["web-0@192.168.77.2"] * 4, r.stdout + r.stderr + fab.controller_log_tail()
+        r = from_outside("whoami", "192.168.77.1", "30081", "--count", "4")
+        assert r.stdout.split() == ["web-0@169.254.0.252"] * 4, r.stdout + r.stderr
+        # the host's own traffic still passes through br-int
+        ping = subprocess.run(["ip", "netns", "exec", outside, "ping", "-c", "2", "-W", "2", "192.168.77.1"],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0, ping.stdout
+        host = subprocess.Popen(["ip", "netns", "exec", node_ns, sys.executable, NETPROBE, "serve", "--tcp", "2222",
+                                 "--whoami", "host", "--peer"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        assert host.stdout.readline().strip() == "serving"
+        r = from_outside("whoami", "192.168.77.1", "2222", "--count", "2")
+        assert r.stdout.split() == ["host@192.168.77.2"] * 2, r.stdout
+    finally:
+        for proc in (server, host):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        subprocess.run(["ip", "netns", "del", outside], capture_output=True)

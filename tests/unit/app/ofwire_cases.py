@@ -24,9 +24,10 @@ from flow_scenarios import scale, two_vpcs  # noqa: E402
 
 from vpcnet.flows.compile import compile_node  # noqa: E402
 from vpcnet.flows.fields import CT_LABEL_RULE, CT_MARK_POLICY, BitField  # noqa: E402
+from vpcnet.flows.learn import Learn  # noqa: E402
 from vpcnet.flows.model import (  # noqa: E402
     ARP, ICMP, ICMP6, IP, IPV6, SCTP, TCP, TCP6, UDP, UDP6, Bucket, Conjunction, Controller, Ct, DecTtl,
-    Flow, Goto, Group, GroupAction, Learn, Load, Match, Meter, Move, Nat, Output, PopVlan, PushVlan,
+    Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Nat, Output, PopVlan, PushVlan,
     Resubmit, SetField, set_vlan_vid,
 )
 from vpcnet.flows.render import sorted_flows  # noqa: E402

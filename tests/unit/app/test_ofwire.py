@@ -14,7 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from vpcnet.app import ofcompare, ofwire
-from vpcnet.flows import model
+from vpcnet.flows import learn, model
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.model import (
     ICMP6, IP, Bucket, Controller, DecTtl, Flow, Goto, Group, Load, Match, Output, SetField,
@@ -72,7 +72,7 @@ def _action_kinds(actions):
 
 def test_cases_cover_every_action_kind_of_the_model():
     kinds = {k for f in ALL_FLOWS for k in _action_kinds(f.actions)}
-    every = {c for c in vars(model).values()
+    every = {c for mod in (model, learn) for c in vars(mod).values()
              if isinstance(c, type) and issubclass(c, model.Action) and c is not model.Action}
     assert every <= kinds, f"no test flow uses {sorted(c.__name__ for c in every - kinds)}"
     fields = {k for f in ALL_FLOWS for k in f.match}

@@ -20,7 +20,8 @@ import netaddr
 from vpcnet.flows import cookies
 from vpcnet.flows.compile import compile_node
 from vpcnet.flows.fields import BitField
-from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Learn, Load, Match, Move, parse_ct_state
+from vpcnet.flows.learn import Learn
+from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Load, Match, Move, parse_ct_state
 from vpcnet.flows.pipeline import PIPELINE, Pipeline
 
 
@@ -101,8 +102,10 @@ def _learned_bits(flow: Flow) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for a in flow.actions:
         if isinstance(a, Learn):
-            for f in a.loads + tuple(f for f, _ in a.load_values):
-                out[a.table][f.space] |= f.mask
+            targets = [ld[1] if isinstance(ld, tuple) else ld for ld in a.loads] + [f for f, _ in a.load_values]
+            for f in targets:
+                if isinstance(f, BitField):
+                    out[a.table][f.space] |= f.mask
     return out
 
 

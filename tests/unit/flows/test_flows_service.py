@@ -11,7 +11,7 @@ from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_aff
 from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
 from vpcnet.flows.service import slots
 from vpcnet.flows.service_inputs import EndpointIn, ServiceIn, ServicePortIn
-from walker import Walker, ip_packet, reply_of
+from walker import Walker, arp_request, ip_packet, reply_of
 
 UPLINK = 1
 VPC = VpcIn("v", 3, 103)
@@ -176,3 +176,51 @@ def test_without_affinity_one_client_spreads():
     nodes = Nodes(cluster())
     assert len({nodes.connect(CLIENT, sport)[0] for sport in range(45000, 45040)}) > 1
     assert not nodes.walkers["n1"].learned
+
+
+EXT, NODE_IP, NODE_MAC = 20, "192.0.2.10", "02:00:00:00:0a:01"
+OUTSIDE, OUTSIDE_MAC = "198.51.100.7", "02:00:00:00:99:07"
+
+
+def node_port_nodes(**kw) -> Nodes:
+    svc = dataclasses.replace(web(**kw), type="NodePort", ports=(ServicePortIn("http", "TCP", 80, "http", 30080),))
+    nodes = (NodeIn("n1", 1, UPLINK, external_ofport=EXT, node_ip=NODE_IP),) + NODES[1:]
+    return Nodes(ClusterIn((VPC,), SUBNETS, (CLIENT,) + EPS, nodes, services=(svc,)))
+
+
+def test_node_port_from_the_external_port_reaches_a_local_endpoint_and_replies_go_back_out():
+    for local, seen_src in ((True, OUTSIDE), (False, "169.254.0.252")):
+        w = node_port_nodes(external_local=local).walkers["n1"]
+        syn = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=30080)
+        res = w.trace(syn)
+        assert res.ports == [EPS[0].ofport], (local, res.path)      # n1's only endpoint
+        got = res.to(EPS[0].ofport)
+        assert (got["nw_src"], got["nw_dst"], got["tp_dst"], got["dl_dst"]) == (seen_src, "10.1.0.10", 8080,
+                                                                               EPS[0].mac), got
+        reply = reply_of(got, EPS[0].ofport)
+        reply["dl_src"], reply["dl_dst"] = EPS[0].mac, VPC.router_mac   # off-subnet: to the gateway
+        back = w.trace(reply)
+        assert back.ports == [EXT], back.path
+        out = back.to(EXT)
+        assert (out["nw_src"], out["tp_src"], out["nw_dst"], out["tp_dst"]) == (NODE_IP, 30080, OUTSIDE, 51000)
+        assert (out["dl_src"], out["dl_dst"]) == (NODE_MAC, OUTSIDE_MAC), "learned from the client's packet"
+
+
+def test_the_external_port_still_carries_the_hosts_traffic():
+    w = node_port_nodes().walkers["n1"]
+    ssh = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=22)
+    assert w.trace(ssh).ports == ["LOCAL"]
+    assert w.trace(arp_request(EXT, OUTSIDE_MAC, OUTSIDE, NODE_IP)).ports == ["LOCAL"]
+    assert w.trace(reply_of(ssh, "LOCAL")).ports == [EXT]
+    # a node without an external port has no NodePort path: the host port stays closed
+    plain = Nodes(cluster()).walkers["n1"]
+    assert plain.trace(reply_of(ssh, "LOCAL")).dropped
+
+
+def test_node_port_without_a_local_endpoint_drops_and_without_any_refuses():
+    w = node_port_nodes(endpoints=EPS[1:]).walkers["n1"]           # endpoints on n2 only
+    syn = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=30080)
+    res = w.trace(syn)
+    assert res.dropped and not res.ports, res.path
+    w = node_port_nodes(endpoints=()).walkers["n1"]
+    assert w.trace(syn).ports == ["CONTROLLER"]

@@ -30,10 +30,11 @@ from typing import Iterable
 import netaddr
 
 from vpcnet.flows.fields import BitField
+from vpcnet.flows.learn import LEARN_MATCH_FIELDS, Learn
 from vpcnet.flows.model import (
     ETH_ARP, ETH_IPV4, ETH_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    LEARN_MATCH_FIELDS, MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, Conjunction, Controller, Ct, DecTtl, Flow,
-    Goto, Group, GroupAction, Learn, Load, Match, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, Conjunction, Controller, Ct, DecTtl, Flow,
+    Goto, Group, GroupAction, Load, Match, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
     parse_ct_state,
 )
 
@@ -352,13 +353,23 @@ class Walker:
 
     def _learn(self, pkt, a: Learn):
         """Add (or replace: OVS's learn is MODIFY_STRICT) the flow ``a`` describes for ``pkt``."""
-        parts = [c.eq(self._read_bits(pkt, c)) for c in a.copied if isinstance(c, BitField)]
-        fields = dict(a.fixed)
+        def value(side):
+            if isinstance(side, BitField):
+                return self._read_bits(pkt, side)
+            return pkt[_SET_TO_PKT.get(side) or LEARN_MATCH_FIELDS[side][0]]
+        parts, fields = [], dict(a.fixed)
         for c in a.copied:
-            if not isinstance(c, BitField):
-                fields[LEARN_MATCH_FIELDS[c][0]] = pkt[LEARN_MATCH_FIELDS[c][0]]
-        actions = tuple(Load(f, self._read_bits(pkt, f)) for f in a.loads) + tuple(Load(f, v) for f, v in a.load_values)
-        flow = Flow(a.table, a.priority, Match(*parts, **fields), actions, a.cookie)
+            dst, src = c if isinstance(c, tuple) else (c, c)
+            if isinstance(dst, BitField):
+                parts.append(dst.eq(value(src)))
+            else:
+                fields[LEARN_MATCH_FIELDS[dst][0]] = value(src)
+        actions = []
+        for ld in a.loads:
+            src, dst = ld if isinstance(ld, tuple) else (ld, ld)
+            actions.append(Load(dst, value(src)) if isinstance(dst, BitField) else SetField(dst, value(src)))
+        actions += [Load(f, v) for f, v in a.load_values]
+        flow = Flow(a.table, a.priority, Match(*parts, **fields), tuple(actions), a.cookie)
         table = [f for f in self.tables.get(a.table, ()) if f.key != flow.key] + [flow]
         table.sort(key=lambda f: -f.priority)
         self.tables[a.table] = table
