@@ -13,15 +13,23 @@ base:
 node/<name>: classifier: uplink traffic whose VLAN is not a subnet present here is dropped
 (explicitly, below the per-subnet VLAN flows, so dumps show why). With an external port (the
 node's NIC on br-int, its address on LOCAL): the host's traffic passes between the two, except
-<node IP>:<nodePort> (svc_external, service.py); replies to NodePort clients leave by it (l3_fwd).
+<node IP>:<nodePort> (svc_external, service.py); replies to NodePort clients leave by it (l3_fwd);
+for externalTrafficPolicy Cluster their connections are SNATed to the node IP (ct_commit) and
+the replies un-SNATed (svc_unsnat).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
-from .fields import CT_SVC_EXTERNAL, OUTPUT_TO_TARGET, SVC_HAIRPIN, TARGET_OFPORT
+from .fields import (
+    CT_LABEL_EGRESS_RULE, CT_LABEL_RULE, CT_SVC_EXTERNAL, CT_SVC_SNAT, FROM_EXTERNAL, HAIRPIN_ZONE_BIT, OUTPUT_TO_TARGET,
+    POLICY_EGRESS_RULE, POLICY_INGRESS_RULE, SVC_HAIRPIN, SVC_SNAT_ZONE, SVC_SNAT_ZONE_LOW15, SVC_VPC_ZONE,
+    TARGET_OFPORT, VPC_ID_LOW15,
+)
 from .inputs import ROUTER_MAC_PREFIX, NodeIn
-from .model import DROP, ICMP, ICMP6, IP, ND_NA, ND_NS, UDP, UDP6, DecTtl, Flow, Goto, Load, Match, Output, Resubmit
+from .model import (
+    DROP, ICMP, ICMP6, IP, ND_NA, ND_NS, UDP, UDP6, Ct, DecTtl, Flow, Goto, Load, Match, Move, Nat, Output, Resubmit,
+)
 from .pipeline import PIPELINE
 
 P_LOW = 100
@@ -63,6 +71,9 @@ def base_flows() -> frozenset[Flow]:
 
 
 P_EXTERNAL_REPLY = 250   # l3_fwd: above the routes and the router-MAC drop
+P_SNAT = 330             # ct_commit: above the VPC's (200), policy's (300, 310) and peering's (320) commits
+# the rule ids that admitted a new connection (policy.py), written into its conntrack entry
+COMMIT_LABELS = (Move(POLICY_INGRESS_RULE, CT_LABEL_RULE), Move(POLICY_EGRESS_RULE, CT_LABEL_EGRESS_RULE))
 
 
 def node_flows(node: NodeIn) -> frozenset[Flow]:
@@ -78,5 +89,16 @@ def node_flows(node: NodeIn) -> frozenset[Flow]:
             fl("l3_fwd", P_EXTERNAL_REPLY, Match(IP, CT_SVC_EXTERNAL, ct_state="+rpl+trk"),
                (DecTtl(), Resubmit("svc_ext_neigh"), Load(TARGET_OFPORT, ext), Load.mark(OUTPUT_TO_TARGET),
                 Goto("output")), owner=owner),
+            # externalTrafficPolicy Cluster: the endpoint (here or on another node) sees the node IP;
+            # the SNAT is in the VPC's hairpin zone (svc_external loaded both zones), after policy
+            fl("ct_commit", P_SNAT, Match(IP, FROM_EXTERNAL, CT_SVC_SNAT, ct_state="+new+trk"),
+               (Ct(commit=True, zone=SVC_VPC_ZONE, exec_=COMMIT_LABELS),
+                Ct(commit=True, zone=SVC_SNAT_ZONE, nat=Nat("src", node.node_ip), table="output")), owner=owner),
+            fl("ct_commit", P_SNAT, Match(IP, FROM_EXTERNAL, CT_SVC_SNAT, ct_state="-new-rpl+trk"),
+               (Ct(zone=SVC_SNAT_ZONE, nat=Nat(), table="output"),), owner=owner),
+            # ... and its replies to the node IP (from a local pod or the uplink) are un-SNATed first
+            fl("svc_unsnat", P_NORMAL, Match(IP, nw_dst=node.node_ip),
+               (Load(SVC_SNAT_ZONE, HAIRPIN_ZONE_BIT), Move(VPC_ID_LOW15, SVC_SNAT_ZONE_LOW15),
+                Ct(zone=SVC_SNAT_ZONE, nat=Nat(), table="ct_zone")), owner=owner),
         ]
     return frozenset(flows)

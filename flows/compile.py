@@ -317,6 +317,10 @@ def _pod_states(change: Change) -> list[tuple[ClusterIn, PodIn]]:
     return out
 
 
+def _external_of(node) -> tuple | None:
+    return None if node is None or node.external_ofport is None else (node.node_ip, node.router_mac)
+
+
 def owners_affected(change: Change) -> dict[str, frozenset[str]]:
     """node -> owners to recompute there with ``compile_owner(change.after, node, owner)``."""
     before, after = change.before, change.after
@@ -328,6 +332,13 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
     elif kind == "node":
         n = change.owner.split("/", 1)[1]
         out[n] = set(owners_on_node(before, n) | owners_on_node(after, n))
+        old, new = before.find_node(n), after.find_node(n)
+        if _external_of(old) != _external_of(new):
+            # its node IP is routed from every other node's subnets (subnet.py _node_ip_routes)
+            for c in (before, after):
+                for other in c.nodes:
+                    for vpc in c.vpcs_on_node(other.name):
+                        out[other.name] |= {s.owner for s in c.subnets_of(vpc)}
     elif kind in ("vpc", "subnet"):
         name = change.owner.split("/", 1)[1]
         if kind == "vpc":

@@ -39,7 +39,12 @@ reg7            reserved for security policy
 reg8   [0..31]  SVC_ENDPOINT      id of the endpoint a sessionAffinity Service picked (service.py)
                                   written: svc_affinity (learned), the affinity group's buckets
                                   read: svc_aff_lb, svc_aff_learn
-reg9..reg11     reserved for service load balancing
+reg9   [0..15]  SVC_SNAT_ZONE     the packet's VPC's hairpin zone (0x8000 | vpc id), for the NodePort SNAT
+                                  written: svc_external (client side), svc_unsnat (replies to the node IP)
+                                  read: svc_unsnat, ct_commit
+       [16..31] SVC_VPC_ZONE      the packet's VPC's zone, for NodePort clients
+                                  written: svc_external      read: ct_commit
+reg10..reg11    reserved for service load balancing
 reg12..reg15    free
 metadata        unused on purpose: registers are cheaper and need no instruction ordering.
 
@@ -48,7 +53,7 @@ ct_mark [0..3]  CT_MARK_POLICY    reserved for security policy: 0 = allowed, 1 =
         [4]     CT_SVC_BIT        mark CT_SERVICE: a Service DNATed the connection (service.py)
         [5]     CT_SVC_EXTERNAL_BIT  mark CT_SVC_EXTERNAL: its client is outside (NodePort): replies
                                   leave by the node's external port
-        [6]     CT_SVC_SNAT_BIT   mark CT_SVC_SNAT: SNATed to NODEPORT_SNAT_IP in the VPC's hairpin zone
+        [6]     CT_SVC_SNAT_BIT   mark CT_SVC_SNAT: SNATed to the node IP in the VPC's hairpin zone
                                   (NodePort, externalTrafficPolicy Cluster)
         [7]     reserved for service load balancing
         [8..31] reserved
@@ -174,6 +179,12 @@ SVC_HAIRPIN = Mark("SVC_HAIRPIN", SVC_HAIRPIN_BIT, 1)
 SVC_AFF_HIT_BIT = BitField("SVC_AFF_HIT_BIT", "reg0", 6, 6, "a learned affinity flow named the endpoint")
 SVC_AFF_HIT = Mark("SVC_AFF_HIT", SVC_AFF_HIT_BIT, 1)
 SVC_ENDPOINT = BitField("SVC_ENDPOINT", "reg8", 0, 31, "endpoint id chosen for a sessionAffinity Service")
+SVC_SNAT_ZONE = BitField("SVC_SNAT_ZONE", "reg9", 0, 15, "the VPC's hairpin zone, for the NodePort SNAT")
+SVC_VPC_ZONE = BitField("SVC_VPC_ZONE", "reg9", 16, 31, "the VPC's zone, for NodePort clients")
+# Views of parts of the fields above (not in ALL_FIELDS: they overlap them on purpose): the
+# low 15 bits of a VPC id moved into SVC_SNAT_ZONE under its top bit make the VPC's hairpin zone.
+VPC_ID_LOW15 = BitField("VPC_ID_LOW15", "reg1", 0, 14, "VPC_ID's low 15 bits (vpc ids stay below 0x8000)")
+SVC_SNAT_ZONE_LOW15 = BitField("SVC_SNAT_ZONE_LOW15", "reg9", 0, 14, "SVC_SNAT_ZONE without its top bit")
 
 # --- reg1..reg3 ------------------------------------------------------------------------------
 VPC_ID = BitField("VPC_ID", "reg1", 0, 31, "VpcIn.vpc_id")
@@ -205,7 +216,6 @@ CT_ZONE_MAX = 65535
 
 
 HAIRPIN_IP = "169.254.0.253"    # the source a pod sees when it reaches itself through a Service
-NODEPORT_SNAT_IP = "169.254.0.252"   # the source an endpoint sees for a NodePort client (policy Cluster)
 HAIRPIN_ZONE_BIT = 0x8000       # a VPC's hairpin zone: its id with the top bit set (ids stay below)
 
 
@@ -227,6 +237,7 @@ ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, SVC_HAIRPIN_BIT, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_SVC_BIT, CT_SVC_EXTERNAL_BIT, CT_SVC_SNAT_BIT, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE, SVC_AFF_HIT_BIT, SVC_ENDPOINT,
+    SVC_SNAT_ZONE, SVC_VPC_ZONE,
 )
 ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, FROM_EXTERNAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED,
                                CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, SVC_HAIRPIN, SVC_AFF_HIT)

@@ -616,6 +616,14 @@ class ClusterIn:
             hit = memo[("present", node)] = raw if extra <= raw else raw | extra
         return hit
 
+    def nodes_with_external(self) -> tuple[NodeIn, ...]:
+        """Nodes with an external port (NodePorts), by name."""
+        memo = self.value_memo()
+        hit = memo.get("nodes with external")
+        if hit is None:
+            hit = memo["nodes with external"] = tuple(n for n in self.nodes if n.external_ofport is not None)
+        return hit
+
     def nodes_with_vpc(self, vpc: str) -> frozenset[str]:
         """Nodes where ``vpc`` is present (see ``vpcs_on_node``)."""
         raw = self._nodes_by_vpc.get(vpc, _NO_VPCS)

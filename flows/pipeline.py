@@ -82,7 +82,7 @@ LEARNED_TABLES = ("svc_affinity", "svc_ext_neigh")   # hold learned flows only: 
 
 
 TABLES: tuple[Table, ...] = (
-    _t("classifier", Stage.CLASSIFY, ("svc_external", "port_sec", "ct_zone"), "drop",
+    _t("classifier", Stage.CLASSIFY, ("svc_external", "port_sec", "svc_unsnat", "ct_zone"), "drop",
        {"in_port", "dl_vlan", "vlan_tci"},
        "Pod port, uplink (per subnet VLAN), external port or LOCAL; sets PKT_SOURCE, VPC_ID, SUBNET_ID."),
     _t("svc_external", Stage.CLASSIFY, ("ct_zone",), "drop",
@@ -96,7 +96,8 @@ TABLES: tuple[Table, ...] = (
        "server answers, router advertisements or redirects."),
     _t("svc_unsnat", Stage.VALIDATE, ("ct_zone",), "goto:ct_zone",
        {"reg1", "dl_type", "nw_dst"},
-       "A pod's replies to the Service hairpin address are un-SNATed (the VPC's hairpin zone) first."),
+       "Replies to the Service hairpin address or to the node IP (NodePort SNAT) are un-SNATed (the VPC's "
+       "hairpin zone) first."),
     _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",
        {"dl_type", "nw_proto", "icmp_type", "reg1"},
        "Send IP traffic through conntrack in the VPC's zone; ARP/ND bypass."),
@@ -124,11 +125,12 @@ TABLES: tuple[Table, ...] = (
        "buckets do and continue in egress_policy."),
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
-    _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder", "output"), "goto:arp_responder",
+    _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder", "l2_fwd", "output"), "goto:arp_responder",
        {"reg0", "reg1", "reg2", "dl_dst", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "arp_op", "arp_tpa",
         "icmp_type", "icmp_code", "nd_target", "nd_sll", "ct_state", "ct_mark"},
        "Distributed router of a VPC: answer ARP, ND and ping for subnet gateways; route between subnets; "
-       "replies to NodePort clients -> the external port (MACs from svc_ext_neigh).",
+       "replies to NodePort clients -> the external port (MACs from svc_ext_neigh); an endpoint's "
+       "replies to another node's IP (NodePort SNAT) -> that node's router MAC.",
        resubmit=("svc_ext_neigh",)),
     _t("l3_neigh", Stage.ROUTING, ("l2_fwd",), "drop",
        {"reg1", "dl_type", "nw_dst", "ipv6_dst"},
@@ -144,7 +146,7 @@ TABLES: tuple[Table, ...] = (
     _t("ingress_policy", Stage.INGRESS_SECURITY, ("ct_commit",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic entering a pod (default: pass)."),
     _t("ct_commit", Stage.OUTPUT, ("output",), "next",
-       {"ct_state", "ct_mark", "dl_type", "reg1", "reg6", "in_port", "reg3"},
+       {"ct_state", "ct_mark", "dl_type", "reg0", "reg1", "reg6", "in_port", "reg3"},
        "Commit new connections in the VPC's zone (and in the peer's, for traffic routed from a peer)."),
     _t("output", Stage.OUTPUT, (), "drop",
        {"reg0", "reg2", "reg3"},

@@ -111,7 +111,7 @@ from .model import (
     Load, Match,
 )
 from .pipeline import PIPELINE
-from .vpc import COMMIT_LABELS
+from .base import COMMIT_LABELS
 
 P_REVOKED_REPLY = 65000
 P_REVOKED_REL = 64990

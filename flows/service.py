@@ -34,7 +34,8 @@ from functools import lru_cache
 
 from . import cookies
 from .fields import (CT_LABEL_SERVICE, CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, FROM_EXTERNAL, SVC_AFF_HIT,
-                     SVC_AFF_HIT_BIT, SVC_ENDPOINT, VPC_ID, vpc_ct_zone)
+                     SVC_AFF_HIT_BIT, SVC_ENDPOINT, SVC_SNAT_ZONE, SVC_VPC_ZONE, VPC_ID, vpc_ct_zone,
+                     vpc_hairpin_zone)
 from .inputs import ClusterIn
 from .learn import Learn
 from .model import (ETH_IPV6, IPPROTO_TCP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group,
@@ -163,22 +164,22 @@ def _node_port_flows(cluster: ClusterIn, node, svc: ServiceIn, port, vpc, zone: 
     """<node IP>:<nodePort> from the external port (svc_external) -> the Service's VPC as
     FROM_EXTERNAL, learning the client's MAC for the replies (svc_ext_neigh); svc_lb sends new
     connections to a select group of this node's endpoints whose buckets DNAT (and mark the
-    connection EXTERNAL, and SNAT for externalTrafficPolicy Cluster, see vpc.py). Both
-    policies serve this node's endpoints only: a remote endpoint's replies to the SNAT address
-    could not find their way back to this node (see README, Services)."""
+    connection EXTERNAL; for externalTrafficPolicy Cluster also SNAT, to the node IP: base.py
+    node_flows). Local: this node's endpoints, the client's address kept; Cluster: every
+    endpoint, whose replies to the node IP come back here (subnet.py _node_ip_routes)."""
     proto = _PROTO[(port.protocol, 4)]
-    here = {e.ip for e in svc.endpoints if e.node == node.name}
     backends = tuple(b for b in svc.backends(port, node=node.name, external=True, named_port=_resolver(cluster))
-                     if b[0] in here and ":" not in b[0])
+                     if ":" not in b[0])
     marks = (Load.mark(CT_SERVICE), Load.mark(CT_SVC_EXTERNAL)) + (() if svc.external_local else (Load.mark(CT_SVC_SNAT),))
     steal = Match(proto, nw_dst=node.node_ip, tp_dst=port.node_port)
     out = [PIPELINE.flow("svc_external", P_VIP, steal,
                          (_LEARN_CLIENT_MAC, Load.mark(FROM_EXTERNAL), Load(VPC_ID, vpc.vpc_id),
+                          Load(SVC_VPC_ZONE, zone), Load(SVC_SNAT_ZONE, vpc_hairpin_zone(vpc.vpc_id)),
                           SetField("eth_dst", vpc.router_mac), Goto("ct_zone")), owner=svc.owner)]
     match = steal.with_(FROM_EXTERNAL, VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk")
     if not backends:
-        # no endpoint anywhere: refused as for the cluster IP; endpoints elsewhere only: dropped,
-        # so that a load balancer's health check sends the clients to another node
+        # no endpoint anywhere: refused as for the cluster IP; policy Local and endpoints elsewhere
+        # only: dropped, so that a load balancer's health check sends the clients to another node
         actions = _REJECT if not svc.backends(port, named_port=_resolver(cluster)) else ()
         entry = PIPELINE.flow("svc_lb", P_VIP, match, actions, owner=svc.owner)
         out.append(entry)

@@ -70,16 +70,35 @@ def subnet_flows(cluster: ClusterIn, subnet: SubnetIn, node: NodeIn) -> frozense
     local_ports = sorted(p.ofport for p in cluster.local_pods(node.name, subnet.name))
     flows = (static_subnet_flows(subnet, vpc, node.uplink_ofport, sources, node.router_mac, peers)
              | {_flood(subnet, node.uplink_ofport, local_ports)})
-    if node.external_ofport is not None and sources is None:
-        flows |= _external_routes(subnet, vpc, node.router_mac)
+    if sources is None and vpc.l3_mode == "distributed":
+        if node.external_ofport is not None:
+            flows |= _external_routes(subnet, vpc, node.router_mac)
+        flows |= _node_ip_routes(cluster, subnet, vpc, node)
     return flows
+
+
+P_NODE_IP_ROUTE = 210   # above the subnet routes (a node IP must not be in a VPC's CIDRs; if it is, it wins)
+
+
+def _node_ip_routes(cluster: ClusterIn, subnet: SubnetIn, vpc: VpcIn, node: NodeIn) -> frozenset[Flow]:
+    """An endpoint's replies to another node's IP (a NodePort client SNATed there, policy
+    Cluster) go back to that node: from this subnet's pods, to the node's router MAC, out of the
+    uplink in this subnet's VLAN (the way its request came: that node routed it into this subnet
+    with its router MAC as source)."""
+    out = []
+    for other in cluster.nodes_with_external():
+        if other.name != node.name:
+            out.append(PIPELINE.flow(
+                "l3_fwd", P_NODE_IP_ROUTE, Match(IP, FROM_POD, VPC_ID.eq(vpc.vpc_id), SUBNET_ID.eq(subnet.subnet_id),
+                                                 dl_dst=vpc.router_mac, nw_dst=other.node_ip),
+                (DecTtl(), SetField("eth_src", node.router_mac), SetField("eth_dst", other.router_mac),
+                 Goto("l2_fwd")), owner=subnet.owner))
+    return frozenset(out)
 
 
 def _external_routes(subnet: SubnetIn, vpc: VpcIn, node_mac: str) -> frozenset[Flow]:
     """NodePort clients (FROM_EXTERNAL, DNATed to an endpoint by svc_lb) are routed into the
-    VPC's IPv4 subnets like a pod's packets; private subnets take none."""
-    if vpc.l3_mode != "distributed":
-        return frozenset()
+    VPC's public IPv4 subnets like a pod's packets."""
     route = (DecTtl(), SetField("eth_src", node_mac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
     return frozenset(PIPELINE.flow("l3_fwd", P_NORMAL, Match(IP, FROM_EXTERNAL, VPC_ID.eq(vpc.vpc_id),
                                                                dl_dst=vpc.router_mac, nw_dst=cidr), route,
@@ -151,7 +170,7 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset
     flows = [
         fl("classifier", P_NORMAL, Match(in_port=uplink, dl_vlan=subnet.vlan),
            (PopVlan(), Load.mark(FROM_UPLINK), Load(VPC_ID, vpc.vpc_id),
-            Load(SUBNET_ID, subnet.subnet_id), Goto("ct_zone")), owner=owner),
+            Load(SUBNET_ID, subnet.subnet_id), Goto("svc_unsnat")), owner=owner),
     ]
     for gw in subnet.gateways:
         flows += _gateway_answers(gw, rmac, in_vpc, in_subnet, owner)

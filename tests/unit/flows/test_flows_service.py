@@ -189,8 +189,8 @@ def node_port_nodes(**kw) -> Nodes:
 
 
 def test_node_port_from_the_external_port_reaches_a_local_endpoint_and_replies_go_back_out():
-    for local, seen_src in ((True, OUTSIDE), (False, "169.254.0.252")):
-        w = node_port_nodes(external_local=local).walkers["n1"]
+    for local, seen_src in ((True, OUTSIDE), (False, NODE_IP)):
+        w = node_port_nodes(endpoints=EPS[:1], external_local=local).walkers["n1"]
         syn = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=30080)
         res = w.trace(syn)
         assert res.ports == [EPS[0].ofport], (local, res.path)      # n1's only endpoint
@@ -217,8 +217,29 @@ def test_the_external_port_still_carries_the_hosts_traffic():
     assert plain.trace(reply_of(ssh, "LOCAL")).dropped
 
 
-def test_node_port_without_a_local_endpoint_drops_and_without_any_refuses():
-    w = node_port_nodes(endpoints=EPS[1:]).walkers["n1"]           # endpoints on n2 only
+def test_node_port_cluster_reaches_an_endpoint_on_another_node_and_its_replies_come_back():
+    nodes = node_port_nodes(endpoints=EPS[1:2])                     # web-1, on n2 (another subnet)
+    syn = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=30080)
+    res = nodes.walkers["n1"].trace(syn)
+    assert res.ports == [UPLINK], res.path
+    wire = res.to(UPLINK)
+    assert (wire["nw_src"], wire["nw_dst"], wire["tp_dst"]) == (NODE_IP, "10.2.0.11", 8080)
+    wire["in_port"] = UPLINK
+    got = nodes.walkers["n2"].trace(wire).to(EPS[1].ofport)
+    reply = reply_of(got, EPS[1].ofport)
+    reply["dl_src"], reply["dl_dst"] = EPS[1].mac, VPC.router_mac
+    back = nodes.walkers["n2"].trace(reply)
+    assert back.ports == [UPLINK], back.path
+    wire = back.to(UPLINK)
+    assert wire["dl_dst"] == NODES[0].router_mac and wire["nw_dst"] == NODE_IP, "to the node that SNATed"
+    wire["in_port"] = UPLINK
+    out = nodes.walkers["n1"].trace(wire).to(EXT)
+    assert (out["nw_src"], out["tp_src"], out["nw_dst"], out["tp_dst"]) == (NODE_IP, 30080, OUTSIDE, 51000)
+    assert (out["dl_src"], out["dl_dst"]) == (NODE_MAC, OUTSIDE_MAC)
+
+
+def test_node_port_local_without_a_local_endpoint_drops_and_without_any_refuses():
+    w = node_port_nodes(endpoints=EPS[1:], external_local=True).walkers["n1"]   # endpoints on n2 only
     syn = ip_packet(EXT, OUTSIDE_MAC, NODE_MAC, OUTSIDE, NODE_IP, proto="tcp", tp_src=51000, tp_dst=30080)
     res = w.trace(syn)
     assert res.dropped and not res.ports, res.path
