@@ -13,13 +13,15 @@ node sees an ordinary connection from the client.
 Which endpoints: ``ServiceIn.backends`` (service_inputs.py): ready, else serving+terminating;
 internalTrafficPolicy Local keeps the client node's endpoints (so flows are per node).
 
-Buckets: a fixed number of equal *slots* (``SLOTS``: 64, or 256 past 32 endpoints), each slot
-given to an endpoint by rendezvous hashing (highest hash of (slot, endpoint) wins). OVS's OF1.3
-select group (dp_hash) maps a connection to a slot by position; with a fixed slot count an
-endpoint that goes away gives up only its own slots, and one that comes takes only slots it
-wins: the other connections keep their endpoint (plain buckets, one per endpoint, reshuffle
-about 3/4 of them when one of four goes). Established connections never move: conntrack holds
-their DNAT.
+Buckets: a fixed number of equal *slots* (64, or 256 past 32 endpoints), shared out equally
+(``slots``: each endpoint gets S//n or S//n+1, up to 256 endpoints) by a capacity-bounded
+rendezvous hash: slot-endpoint pairs are taken in descending hash order, a slot going to the
+first endpoint with room. OVS's OF1.3 select group (dp_hash) maps a connection to a slot by
+position, so with a fixed slot count an endpoint that goes away gives up its own slots plus
+the few that the survivors' larger shares re-balance, and one that comes takes its share
+mostly from the others' surplus: most connections keep their endpoint (plain buckets, one per
+endpoint, reshuffle about 3/4 of them when one of four goes). Established connections never
+move: conntrack holds their DNAT.
 
 sessionAffinity ClientIP (``_affinity_flows``): learned flows in svc_affinity remember each
 client's endpoint per Service port for timeoutSeconds after its last new connection.
@@ -75,10 +77,43 @@ def group_ids(cluster: ClusterIn) -> dict[tuple, int]:
     return hit
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread, process-independent 64-bit hash of ``x``."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
+    return x ^ (x >> 31)
+
+
+@lru_cache(maxsize=1 << 12)
 def slots(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
-    """The endpoint of every slot (see the module doc), in slot order."""
-    n = SLOTS_SMALL if len(backends) <= 32 else SLOTS_LARGE
-    return tuple(max(backends, key=lambda b, i=i: _h32(f"{i}/{b[0]}/{b[1]}")) for i in range(n))
+    """The endpoint of every slot (see the module doc), in slot order: every endpoint gets
+    ``S // n`` or ``S // n + 1`` of the ``S`` slots (equal shares), each slot going to the
+    endpoint that scores it highest among those with room left (scores: a hash of (slot,
+    endpoint), taken in descending order). Deterministic in the endpoint set alone."""
+    n_slots = SLOTS_SMALL if len(backends) <= 32 else SLOTS_LARGE
+    ranked = sorted(backends, key=lambda b: (_h64(f"{b[0]}/{b[1]}"), b))
+    seeds = [_h64(f"{b[0]}/{b[1]}") for b in ranked]
+    base, extra = divmod(n_slots, len(ranked))
+    room = [base + (1 if j < extra else 0) for j in range(len(ranked))]
+    pairs = sorted(((_mix64(seed ^ (i * 0x9E3779B97F4A7C15 & _MASK64)), i, j)
+                    for j, seed in enumerate(seeds) for i in range(n_slots)), reverse=True)
+    owner: list = [None] * n_slots
+    left = n_slots
+    for _, i, j in pairs:
+        if owner[i] is None and room[j]:
+            owner[i] = ranked[j]
+            room[j] -= 1
+            left -= 1
+            if not left:
+                break
+    return tuple(owner)
+
+
+def _h64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 P_COUNT = 100      # ct_state: below the +inv drop
@@ -90,9 +125,21 @@ def service_id(svc: ServiceIn) -> int:
 
 
 @lru_cache(maxsize=1 << 14)
-def _bucket(zone: int, ip: str, port: int, sid: int) -> Bucket:
-    return Bucket((Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, port),
-                      exec_=(Load.mark(CT_SERVICE), Load(CT_LABEL_SERVICE, sid))),))
+def _dnat(zone: int, ip: str, port: int, sid: int, marks: tuple = (Load.mark(CT_SERVICE),)) -> tuple:
+    """The endpoint's DNAT: commit the connection in the VPC zone with the Service's marks and id
+    (counters), continue as a packet to the endpoint (egress_policy)."""
+    return (Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, port),
+               exec_=marks + (Load(CT_LABEL_SERVICE, sid),)),)
+
+
+def _balanced(svc: ServiceIn, proto, vip: Match, backends, gid: int, dnat) -> tuple[tuple, list]:
+    """(svc_lb actions, flows and groups) sending a new connection to ``vip`` to one of
+    ``backends``: a select group over the slots whose buckets DNAT (``dnat(ip, port)``), or
+    for sessionAffinity the learned-endpoint path (``_affinity_flows``)."""
+    if svc.affinity_timeout:
+        return ((Resubmit("svc_affinity"), Goto("svc_aff_lb")),
+                _affinity_flows(svc, proto, vip, backends, gid, dnat))
+    return (GroupAction(gid),), [Group(gid, "select", tuple(Bucket(dnat(ip, p)) for ip, p in slots(backends)))]
 
 
 def _resolver(cluster: ClusterIn):
@@ -139,16 +186,11 @@ def _service_flows(cluster: ClusterIn, node: str, svc: ServiceIn, labels: dict |
         gid = ids[(svc.namespace, svc.name, port.name, port.protocol)]
         if not backends:     # refused at once: the controller answers RST / port unreachable
             entry = PIPELINE.flow("svc_lb", P_VIP, match, _REJECT, owner=svc.owner)
-            out.append(entry)
-        elif svc.affinity_timeout:
-            entry = PIPELINE.flow("svc_lb", P_VIP, match, (Resubmit("svc_affinity"), Goto("svc_aff_lb")),
-                                  owner=svc.owner)
-            out.append(entry)
-            out += _affinity_flows(svc, port, proto, vip, backends, zone, sid, gid)
         else:
-            out.append(Group(gid, "select", tuple(_bucket(zone, ip, p, sid) for ip, p in slots(backends))))
-            entry = PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner)
-            out.append(entry)
+            actions, more = _balanced(svc, proto, vip, backends, gid, lambda ip, p: _dnat(zone, ip, p, sid))
+            entry = PIPELINE.flow("svc_lb", P_VIP, match, actions, owner=svc.owner)
+            out += more
+        out.append(entry)
         if labels is not None:
             labels[entry] = "connections"
     node_in = cluster.node(node)
@@ -172,24 +214,23 @@ def _node_port_flows(cluster: ClusterIn, node, svc: ServiceIn, port, vpc, zone: 
                      if ":" not in b[0])
     marks = (Load.mark(CT_SERVICE), Load.mark(CT_SVC_EXTERNAL)) + (() if svc.external_local else (Load.mark(CT_SVC_SNAT),))
     steal = Match(proto, nw_dst=node.node_ip, tp_dst=port.node_port)
+    vip = steal.with_(VPC_ID.eq(vpc.vpc_id))
     out = [PIPELINE.flow("svc_external", P_VIP, steal,
                          (_LEARN_CLIENT_MAC, Load.mark(FROM_EXTERNAL), Load(VPC_ID, vpc.vpc_id),
                           Load(SVC_VPC_ZONE, zone), Load(SVC_SNAT_ZONE, vpc_hairpin_zone(vpc.vpc_id)),
                           SetField("eth_dst", vpc.router_mac), Goto("ct_zone")), owner=svc.owner)]
-    match = steal.with_(FROM_EXTERNAL, VPC_ID.eq(vpc.vpc_id), ct_state="+new+trk")
+    match = vip.with_(FROM_EXTERNAL, ct_state="+new+trk")
     if not backends:
         # no endpoint anywhere: refused as for the cluster IP; policy Local and endpoints elsewhere
         # only: dropped, so that a load balancer's health check sends the clients to another node
         actions = _REJECT if not svc.backends(port, named_port=_resolver(cluster)) else ()
         entry = PIPELINE.flow("svc_lb", P_VIP, match, actions, owner=svc.owner)
-        out.append(entry)
     else:
         gid = ids[(svc.namespace, svc.name, port.name, port.protocol, "nodePort")]
-        out.append(Group(gid, "select", tuple(
-            Bucket((Ct(commit=True, zone=zone, table="egress_policy", nat=Nat("dst", ip, p),
-                       exec_=marks + (Load(CT_LABEL_SERVICE, sid),)),)) for ip, p in slots(backends))))
-        entry = PIPELINE.flow("svc_lb", P_VIP, match, (GroupAction(gid),), owner=svc.owner)
-        out.append(entry)
+        actions, more = _balanced(svc, proto, vip, backends, gid, lambda ip, p: _dnat(zone, ip, p, sid, marks))
+        entry = PIPELINE.flow("svc_lb", P_VIP, match, actions, owner=svc.owner)
+        out += more
+    out.append(entry)
     if labels is not None:
         labels[entry] = "connections"
     return out
@@ -217,11 +258,11 @@ def endpoint_ids(backends: tuple[tuple[str, int], ...]) -> dict[tuple[str, int],
     return out
 
 
-def _affinity_flows(svc: ServiceIn, port, proto, vip: Match, backends, zone: int, sid: int, gid: int) -> list:
+def _affinity_flows(svc: ServiceIn, proto, vip: Match, backends, gid: int, dnat) -> list:
     """sessionAffinity ClientIP: svc_lb looked the client up in svc_affinity (learned flows load
     SVC_ENDPOINT and SVC_AFF_HIT); svc_aff_lb takes the learned endpoint while it still serves,
     else the select group, whose bucket names an endpoint; svc_aff_learn (re)learns (client,
-    cluster IP, port) -> that endpoint and DNATs to it. Re-learning on every new connection
+    cluster IP or node IP, port) -> that endpoint and DNATs to it. Re-learning on every new connection
     restarts the idle timeout: affinity lasts timeoutSeconds after the client's last new
     connection, as kube-proxy's ``recent`` match. A learned endpoint that left no longer matches
     in svc_aff_lb, so its clients are balanced again (and re-learned)."""
@@ -240,7 +281,7 @@ def _affinity_flows(svc: ServiceIn, port, proto, vip: Match, backends, zone: int
         chosen = vip.with_(SVC_ENDPOINT.eq(eid))
         out.append(PIPELINE.flow("svc_aff_lb", P_AFF_HIT, chosen.with_(SVC_AFF_HIT),
                                  (Goto("svc_aff_learn"),), owner=svc.owner))
-        out.append(PIPELINE.flow("svc_aff_learn", P_VIP, chosen, (learn,) + _bucket(zone, ip, p, sid).actions,
+        out.append(PIPELINE.flow("svc_aff_learn", P_VIP, chosen, (learn,) + dnat(ip, p),
                                  owner=svc.owner))
     return out
 
