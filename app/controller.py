@@ -15,13 +15,15 @@ import threading
 import time
 from pathlib import Path
 
+import netaddr
+
 from vpcnet.app import api as api_mod
 from vpcnet.app import ofapp
 from vpcnet.app.fabric import FabricEngine
 from vpcnet.app.flowengine import FlowEngine
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.ipam.allocator import Allocator
-from vpcnet.app.store import Store
+from vpcnet.app.store import DEFAULT_SERVICE_CIDR, Store
 from vpcnet.ovsdb.server import EmbeddedOvsdbServer
 from vpcnet.ovsdb.state.impl_idl import connect
 
@@ -38,6 +40,19 @@ def _per_second(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return value
+
+
+def _service_cidr(text: str) -> str:
+    """A network for Service cluster IPs: a CIDR with host bits zero and room for a few IPs."""
+    try:
+        net = netaddr.IPNetwork(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CIDR (e.g. 10.96.0.0/16)") from None
+    if net.ip != net.network:
+        raise argparse.ArgumentTypeError(f"{text!r} has host bits set (did you mean {net.cidr}?)")
+    if net.size < 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for Services (at least 8 addresses)")
+    return str(net.cidr)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deny-log-rate", type=_per_second, default=100, metavar="PER_SECOND",
                    help="denied connections logged per second and bridge at most: a datapath meter drops the "
                         "rest before they reach the controller (burst: as many; default %(default)s)")
+    p.add_argument("--service-cidr", type=_service_cidr, default=DEFAULT_SERVICE_CIDR, metavar="CIDR",
+                   help="where Services get their cluster IPs (the first host address is kept back, as in "
+                        "Kubernetes; allocated IPs stay when it changes; default %(default)s)")
     p.add_argument("--fabric-credentials", metavar="DIR",
                    help="directory of <credentialsRef>.json files ({\"username\", \"keyFile\"}) for NETCONF leaves; "
                         "without it the controller does not configure leaves")
@@ -103,7 +121,7 @@ class Controller:
         self.api = connect(remote)
         quarantine = self._quarantine_seconds(self.args.ip_quarantine)
         self.allocator = Allocator(self.api, quarantine_s=quarantine)
-        self.store = Store(self.api, self.allocator)
+        self.store = Store(self.api, self.allocator, self.args.service_cidr)
         self.metrics = Metrics()
         if self.args.metrics:
             self.metrics_server = self.metrics.serve(self.args.metrics)

@@ -216,6 +216,9 @@ def _normalize_action(a, ofp=_OFP) -> tuple:
         return _controller(getattr(a, "max_len", 0xFFFF), getattr(a, "controller_id", 0),
                            getattr(a, "reason", ofp.OFPR_ACTION), getattr(a, "userdata", b""),
                            getattr(a, "pause", False), getattr(a, "meter_id", NX_CTLR_NO_METER))
+    if name == "NXActionMultipath":
+        return ("multipath", a.fields, a.basis, a.algorithm, a.max_link, a.arg, _canon_name(a.dst),
+                *_ofs_nbits(a.ofs_nbits))
     if name == "NXActionLearn":
         return ("learn", a.table_id, a.idle_timeout, a.hard_timeout, a.priority, a.cookie, a.flags,
                 a.fin_idle_timeout, a.fin_hard_timeout, tuple(_learn_spec(x) for x in a.specs))

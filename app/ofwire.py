@@ -67,8 +67,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as _PARSER
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.learn import LEARN_MATCH_FIELDS, Learn
 from vpcnet.flows.model import (
-    ETH_IPV4, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct,
-    DecTtl, Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Output, PopVlan, PushVlan,
+    ETH_IPV4, MULTIPATH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, SET_FIELDS, Conjunction, Controller, Ct,
+    DecTtl, Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Multipath, Output, PopVlan, PushVlan,
     Resubmit, SetField, parse_ct_state,
 )
 from vpcnet.flows.pipeline import PIPELINE
@@ -413,6 +413,10 @@ class Wire:
             return p.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
         if isinstance(a, Learn):
             return self._learn(a)
+        if isinstance(a, Multipath):
+            return p.NXActionMultipath(fields=MULTIPATH_FIELDS[a.fields], basis=a.basis,
+                                       algorithm=nicira_ext.NX_MP_ALG_MODULO_N, max_link=a.n_links - 1, arg=0,
+                                       ofs_nbits=nicira_ext.ofs_nbits(a.dst.start, a.dst.end), dst=a.dst.space)
         if isinstance(a, Goto):
             raise ValueError("goto_table is an instruction, not an action (only last in a flow)")
         raise ValueError(f"no os-ken encoding for action {a!r}")

@@ -44,7 +44,10 @@ reg9   [0..15]  SVC_SNAT_ZONE     the packet's VPC's hairpin zone (0x8000 | vpc 
                                   read: svc_unsnat, ct_commit
        [16..31] SVC_VPC_ZONE      the packet's VPC's zone, for NodePort clients
                                   written: svc_external      read: ct_commit
-reg10..reg11    reserved for service load balancing
+reg10  [0..15]  SVC_SLOT          the slot a UDP datagram's hash chose (multipath), see service.py
+                                  written: svc_lb            read: svc_slot
+       [16..31] reserved
+reg11           reserved for service load balancing
 reg12..reg15    free
 metadata        unused on purpose: registers are cheaper and need no instruction ordering.
 
@@ -181,6 +184,7 @@ SVC_AFF_HIT = Mark("SVC_AFF_HIT", SVC_AFF_HIT_BIT, 1)
 SVC_ENDPOINT = BitField("SVC_ENDPOINT", "reg8", 0, 31, "endpoint id chosen for a sessionAffinity Service")
 SVC_SNAT_ZONE = BitField("SVC_SNAT_ZONE", "reg9", 0, 15, "the VPC's hairpin zone, for the NodePort SNAT")
 SVC_VPC_ZONE = BitField("SVC_VPC_ZONE", "reg9", 16, 31, "the VPC's zone, for NodePort clients")
+SVC_SLOT = BitField("SVC_SLOT", "reg10", 0, 15, "slot chosen by a UDP datagram's hash")
 # Views of parts of the fields above (not in ALL_FIELDS: they overlap them on purpose): the
 # low 15 bits of a VPC id moved into SVC_SNAT_ZONE under its top bit make the VPC's hairpin zone.
 VPC_ID_LOW15 = BitField("VPC_ID_LOW15", "reg1", 0, 14, "VPC_ID's low 15 bits (vpc ids stay below 0x8000)")
@@ -237,7 +241,7 @@ ALL_FIELDS: tuple[BitField, ...] = (
     PKT_SOURCE, TARGET_OFPORT_SET, SVC_HAIRPIN_BIT, VPC_ID, SUBNET_ID, TARGET_OFPORT,
     CT_MARK_POLICY, CT_SVC_BIT, CT_SVC_EXTERNAL_BIT, CT_SVC_SNAT_BIT, CT_LABEL_RULE, CT_LABEL_EGRESS_RULE, POLICY_EGRESS_RULE,
     POLICY_INGRESS_RULE, PEER_SRC_VPC, CT_LABEL_SERVICE, SVC_AFF_HIT_BIT, SVC_ENDPOINT,
-    SVC_SNAT_ZONE, SVC_VPC_ZONE,
+    SVC_SNAT_ZONE, SVC_VPC_ZONE, SVC_SLOT,
 )
 ALL_MARKS: tuple[Mark, ...] = (FROM_POD, FROM_UPLINK, FROM_LOCAL, FROM_EXTERNAL, OUTPUT_TO_TARGET, CT_POLICY_REVOKED,
                                CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, SVC_HAIRPIN, SVC_AFF_HIT)

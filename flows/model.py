@@ -670,6 +670,29 @@ class Conjunction(Action):
             raise FlowError(f"conjunction: bad clause {self.clause}/{self.n_clauses}")
 
 
+MULTIPATH_FIELDS = {"symmetric_l3l4+udp": 3}   # OVS's NX_HASH_FIELDS_* this model uses
+
+
+@dataclass(frozen=True, slots=True)
+class Multipath(Action):
+    """multipath(<fields>,<basis>,modulo_n,<n_links>,0,<dst>): ``dst`` = hash(fields) mod
+    ``n_links``. ``symmetric_l3l4+udp`` hashes addresses, protocol and TCP/UDP/SCTP ports (the
+    select group's dp_hash leaves UDP ports out, so a UDP client would always get one bucket)."""
+
+    dst: BitField
+    n_links: int
+    fields: str = "symmetric_l3l4+udp"
+    basis: int = 0
+
+    def __post_init__(self):
+        if self.fields not in MULTIPATH_FIELDS:
+            raise FlowError(f"multipath: fields {self.fields!r} (supported: {', '.join(MULTIPATH_FIELDS)})")
+        if not 1 <= self.n_links <= min(1 << self.dst.width, 65536):
+            raise FlowError(f"multipath: {self.n_links} links do not fit {self.dst.name} ({self.dst.width} bits)")
+        if not 0 <= self.basis < 65536:
+            raise FlowError(f"multipath: bad basis {self.basis}")
+
+
 OFPM_MAX = 0xFFFF0000              # the last meter id a flow may name (OpenFlow 1.3)
 CONTROLLER_USERDATA_MAX = 256      # bytes of userdata a controller action may carry here
 

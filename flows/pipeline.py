@@ -12,6 +12,7 @@ How packets move (each line is a stage; numbers are ``stage * 10 + position in s
    23  svc_affinity    learned flows: (client, Service port) -> the endpoint it had (sessionAffinity)
    24  svc_aff_lb      sessionAffinity: the learned endpoint if it still serves, else the select group
    25  svc_aff_learn   sessionAffinity: (re)learn the client's endpoint, DNAT to it
+   26  svc_slot        UDP: the slot a datagram's hash chose -> DNAT to its endpoint
    30  egress_policy   hook for security policy (passes everything today)
    40  l3_fwd          distributed router of a VPC: gateway ARP/ND/echo replies; route to other subnets
    41  l3_neigh        routed packets only: destination pod IP -> its MAC (unknown: drop)
@@ -104,7 +105,7 @@ TABLES: tuple[Table, ...] = (
     _t("ct_state", Stage.CONNTRACK, ("svc_lb", "egress_policy"), "next",
        {"ct_state", "ct_zone", "ct_mark", "ct_label", "dl_type", "reg0", "reg1"},
        "Drop invalid connections."),
-    _t("svc_lb", Stage.CONNTRACK, ("svc_aff_lb", "egress_policy"), "goto:egress_policy",
+    _t("svc_lb", Stage.CONNTRACK, ("svc_aff_lb", "svc_slot", "egress_policy"), "goto:egress_policy",
        {"reg0", "reg1", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst", "ct_state"},
        "New connections to a Service's cluster IP and port (or node port) -> its select group, whose bucket "
        "DNATs to an endpoint (ct commit, nat) and continues in egress_policy. sessionAffinity "
@@ -123,6 +124,10 @@ TABLES: tuple[Table, ...] = (
        {"reg1", "reg8", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst"},
        "(port, endpoint) -> learn the client's endpoint (svc_affinity), DNAT to it as svc_lb's "
        "buckets do and continue in egress_policy."),
+    _t("svc_slot", Stage.CONNTRACK, ("egress_policy",), "drop",
+       {"reg1", "reg10", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "tp_dst"},
+       "UDP ports: (port, slot the datagram's hash chose in svc_lb) -> DNAT to the slot's endpoint "
+       "(the select group's hash leaves UDP ports out)."),
     _t("egress_policy", Stage.EGRESS_SECURITY, ("l3_fwd",), "next", POLICY_FIELDS,
        "Hook for security policy on traffic leaving a pod (default: pass)."),
     _t("l3_fwd", Stage.ROUTING, ("l3_neigh", "arp_responder", "l2_fwd", "output"), "goto:arp_responder",

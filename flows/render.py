@@ -19,7 +19,7 @@ from .fields import BitField
 from .learn import Learn
 from .model import (
     SET_FIELDS, Conjunction, Controller, Ct, DecTtl, Flow, Goto, Group, GroupAction, Load, Match,
-    Meter, Move, Output, PopVlan, PROTOS, PushVlan, Resubmit, SetField,
+    Meter, Move, Multipath, Output, PopVlan, PROTOS, PushVlan, Resubmit, SetField,
 )
 from .pipeline import PIPELINE, Pipeline
 
@@ -139,6 +139,8 @@ def format_action(a, table: TableFmt) -> str:
         userdata = ",userdata=" + ".".join(f"{b:02x}" for b in a.userdata) if a.userdata else ""
         meter = f",meter_id={a.meter_id}" if a.meter_id is not None else ""
         return f"controller(max_len={a.max_len}{userdata}{meter})"
+    if isinstance(a, Multipath):
+        return f"multipath({a.fields},{a.basis},modulo_n,{a.n_links},0,{a.dst.nxm()})"
     if isinstance(a, Learn):        # ovs-ofctl's learn syntax
         args = [f"table={table(a.table)}"]
         if a.idle_timeout:

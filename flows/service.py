@@ -36,12 +36,12 @@ from functools import lru_cache
 
 from . import cookies
 from .fields import (CT_LABEL_SERVICE, CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, FROM_EXTERNAL, SVC_AFF_HIT,
-                     SVC_AFF_HIT_BIT, SVC_ENDPOINT, SVC_SNAT_ZONE, SVC_VPC_ZONE, VPC_ID, vpc_ct_zone,
+                     SVC_AFF_HIT_BIT, SVC_ENDPOINT, SVC_SLOT, SVC_SNAT_ZONE, SVC_VPC_ZONE, VPC_ID, vpc_ct_zone,
                      vpc_hairpin_zone)
 from .inputs import ClusterIn
 from .learn import Learn
-from .model import (ETH_IPV6, IPPROTO_TCP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto, Group,
-                    GroupAction, Load, Match, Nat, Resubmit, SetField)
+from .model import (ETH_IPV6, IPPROTO_TCP, IPPROTO_UDP, TCP, TCP6, UDP, UDP6, Bucket, Controller, Ct, Flow, Goto,
+                    Group, GroupAction, Load, Match, Multipath, Nat, Resubmit, SetField)
 from .pipeline import PIPELINE
 from .service_inputs import ServiceIn
 
@@ -134,12 +134,19 @@ def _dnat(zone: int, ip: str, port: int, sid: int, marks: tuple = (Load.mark(CT_
 
 def _balanced(svc: ServiceIn, proto, vip: Match, backends, gid: int, dnat) -> tuple[tuple, list]:
     """(svc_lb actions, flows and groups) sending a new connection to ``vip`` to one of
-    ``backends``: a select group over the slots whose buckets DNAT (``dnat(ip, port)``), or
-    for sessionAffinity the learned-endpoint path (``_affinity_flows``)."""
+    ``backends``: a select group over the slots whose buckets DNAT (``dnat(ip, port)``); for
+    UDP a multipath hash over addresses and ports into SVC_SLOT and one svc_slot flow per slot
+    (OVS's select group hashes UDP on addresses only: one client would always get one
+    endpoint); for sessionAffinity the learned-endpoint path (``_affinity_flows``)."""
     if svc.affinity_timeout:
         return ((Resubmit("svc_affinity"), Goto("svc_aff_lb")),
                 _affinity_flows(svc, proto, vip, backends, gid, dnat))
-    return (GroupAction(gid),), [Group(gid, "select", tuple(Bucket(dnat(ip, p)) for ip, p in slots(backends)))]
+    chosen = slots(backends)
+    if proto.nw_proto == IPPROTO_UDP:
+        return ((Multipath(SVC_SLOT, len(chosen)), Goto("svc_slot")),
+                [PIPELINE.flow("svc_slot", P_VIP, vip.with_(SVC_SLOT.eq(i)), dnat(ip, p), owner=svc.owner)
+                 for i, (ip, p) in enumerate(chosen)])
+    return (GroupAction(gid),), [Group(gid, "select", tuple(Bucket(dnat(ip, p)) for ip, p in chosen))]
 
 
 def _resolver(cluster: ClusterIn):

@@ -2,8 +2,10 @@
 
   serve --tcp 5432,5433 --udp 5353        echo servers on 0.0.0.0 (TCP: one line back per line)
         [--whoami NAME [--peer]]          (TCP: answer each connection with NAME -- and the
-                                          client's address with --peer -- and close)
-  whoami IP PORT --count N                connect N times, print what each server answered
+                                          client's address with --peer -- and close; UDP:
+                                          answer each datagram with NAME)
+  whoami IP PORT --count N [--udp]        connect N times (or send N datagrams, each from a new
+                                          port), print what each server answered
   tcp IP PORT [--timeout S]               connect, send a line, expect it back: exit 0 / 1
   udp IP PORT [--timeout S]               send a datagram, expect it back: exit 0 / 1
   stream IP PORT --every S --for S        one TCP connection, a line every S seconds; prints one
@@ -54,19 +56,19 @@ def _serve_tcp(port: int, whoami: str = "", peer: bool = False) -> None:
             threading.Thread(target=_echo_tcp, args=(conn,), daemon=True).start()
 
 
-def _serve_udp(port: int) -> None:
+def _serve_udp(port: int, whoami: str = "") -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", port))
     while True:
         data, peer = s.recvfrom(4096)
-        s.sendto(data, peer)
+        s.sendto(whoami.encode() if whoami else data, peer)
 
 
 def serve(args) -> int:
     for p in filter(None, args.tcp.split(",")):
         threading.Thread(target=_serve_tcp, args=(int(p), args.whoami, args.peer), daemon=True).start()
     for p in filter(None, args.udp.split(",")):
-        threading.Thread(target=_serve_udp, args=(int(p),), daemon=True).start()
+        threading.Thread(target=_serve_udp, args=(int(p), args.whoami), daemon=True).start()
     print("serving", flush=True)
     while True:
         time.sleep(3600)
@@ -135,6 +137,16 @@ def stream(args) -> int:
 
 
 def whoami(args) -> int:
+    if args.udp:     # one socket (source port) per datagram: each is a new conntrack entry
+        for _ in range(args.count):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(args.timeout)
+                s.sendto(b"who?", (args.ip, args.port))
+                try:
+                    print(s.recv(4096).decode() or "-", flush=True)
+                except OSError as exc:
+                    print(f"lost({exc.__class__.__name__})", flush=True)
+        return 0
     for i in range(args.count):
         try:
             with socket.create_connection((args.ip, args.port), timeout=args.timeout) as s:
@@ -190,6 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--udp", action="store_true")
     p = sub.add_parser("frame")
     p.add_argument("iface")
     p.add_argument("hex")

@@ -29,7 +29,8 @@ def service_docs(endpoints) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def fab(tmp_path_factory):
-    fab = Fabric(tmp_path_factory.mktemp("svc"), dummy=False, audit_interval=5.0)
+    fab = Fabric(tmp_path_factory.mktemp("svc"), dummy=False, audit_interval=5.0,
+                 extra_args=("--service-cidr", "10.97.0.0/24"))
     servers = []
     try:
         fab.apply(VPCS + [fab.node_doc("node-1", 1), fab.node_doc("node-2", 2)])
@@ -40,7 +41,7 @@ def fab(tmp_path_factory):
         fab.settle()
         for key in SERVERS:
             servers.append(subprocess.Popen(["ip", "netns", "exec", fab.pods[key]["netns"], sys.executable, NETPROBE,
-                                             "serve", "--tcp", "8080", "--whoami", key[1]],
+                                             "serve", "--tcp", "8080", "--udp", "5353", "--whoami", key[1]],
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
         for proc in servers:
             assert proc.stdout.readline().strip() == "serving"
@@ -63,6 +64,7 @@ def who(fab, vip: str, n: int) -> list[str]:
 def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
     fab.apply(service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]))
     vip = fab.api("GET", "/v1/objects/services/web?namespace=trading")["status"]["clusterIP"]
+    assert vip.startswith("10.97.0."), f"{vip}: not from the controller's --service-cidr"
     fab.settle()
     got = who(fab, vip, 30)
     assert len(got) == 30 and set(got) == {"web-0", "web-1", "web-2"}, got
@@ -78,6 +80,20 @@ def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
     fab.settle()
     got = who(fab, vip, 20)
     assert "web-1" not in got and set(got) == {"web-0", "web-2"}, got
+
+
+def test_udp_datagrams_spread_over_the_endpoints(fab):
+    docs = service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")])
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "dns"
+    docs[0]["spec"]["ports"] = [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]
+    docs[1]["subsets"][0]["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+    fab.apply(docs)
+    vip = fab.api("GET", "/v1/objects/services/dns?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    r = fab.in_pod("trading", "client", sys.executable, NETPROBE, "whoami", vip, "53", "--udp", "--count", "30",
+                   timeout=60)
+    got = r.stdout.split()
+    assert len(got) == 30 and set(got) == {"web-0", "web-1", "web-2"}, r.stdout + r.stderr
 
 
 def test_a_service_without_endpoints_refuses_at_once(fab):

@@ -27,7 +27,7 @@ from vpcnet.flows.fields import CT_LABEL_RULE, CT_MARK_POLICY, BitField  # noqa:
 from vpcnet.flows.learn import Learn  # noqa: E402
 from vpcnet.flows.model import (  # noqa: E402
     ARP, ICMP, ICMP6, IP, IPV6, SCTP, TCP, TCP6, UDP, UDP6, Bucket, Conjunction, Controller, Ct, DecTtl,
-    Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Nat, Output, PopVlan, PushVlan,
+    Flow, Goto, Group, GroupAction, Load, Match, Meter, Move, Multipath, Nat, Output, PopVlan, PushVlan,
     Resubmit, SetField, set_vlan_vid,
 )
 from vpcnet.flows.render import sorted_flows  # noqa: E402
@@ -113,6 +113,9 @@ def extra_flows() -> list[Flow]:
         (Learn("svc_affinity", 200, cookie=0x32, fixed=(("dl_type", 0x86DD), ("nw_proto", 17)),
                copied=("ipv6_src", "ipv6_dst", "udp_dst"), load_values=((BitField("E", "reg8", 0, 31), 9),)),),
         0x32)
+    # multipath (UDP slots of a Service)
+    add("svc_lb", 90, Match(UDP, reg1=3, nw_dst="10.96.0.53", tp_dst=53),
+        (Multipath(BitField("S", "reg10", 0, 15), 64), Goto("svc_slot")), 0x33)
     # VLAN matches: exact TCI (VID + PCP), VLAN-present bit only
     add("classifier", 90, Match(in_port=9, vlan_tci=0x1064), (PopVlan(), Goto("port_sec")), 0x29)
     add("classifier", 91, Match(in_port=9, vlan_tci=(0x1000, 0x1000)), (), 0x2A)

@@ -21,7 +21,7 @@ from vpcnet.flows import cookies
 from vpcnet.flows.compile import compile_node
 from vpcnet.flows.fields import BitField
 from vpcnet.flows.learn import Learn
-from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Load, Match, Move, parse_ct_state
+from vpcnet.flows.model import MATCH_FIELDS, Conjunction, Flow, Group, GroupAction, Load, Match, Move, Multipath, parse_ct_state
 from vpcnet.flows.pipeline import PIPELINE, Pipeline
 
 
@@ -89,6 +89,8 @@ def _written_bits(actions, groups: Mapping[int, Group] = {}) -> dict[str, int]:
         if isinstance(a, Load):
             out[a.field.space] |= a.field.mask
         elif isinstance(a, Move) and isinstance(a.dst, BitField):
+            out[a.dst.space] |= a.dst.mask
+        elif isinstance(a, Multipath):
             out[a.dst.space] |= a.dst.mask
         elif isinstance(a, GroupAction) and a.group_id in groups:
             for b in groups[a.group_id].buckets:

@@ -10,7 +10,7 @@ from vpcnet.flows.pipeline import PIPELINE, Pipeline, Stage, Table
 
 EXPECTED_IDS = {
     "classifier": 0, "svc_external": 1, "port_sec": 10, "svc_unsnat": 11, "ct_zone": 20, "ct_state": 21, "svc_lb": 22,
-    "svc_affinity": 23, "svc_aff_lb": 24, "svc_aff_learn": 25, "egress_policy": 30, "l3_fwd": 40,
+    "svc_affinity": 23, "svc_aff_lb": 24, "svc_aff_learn": 25, "svc_slot": 26, "egress_policy": 30, "l3_fwd": 40,
     "l3_neigh": 41, "arp_responder": 50, "l2_fwd": 51, "ingress_policy": 60, "ct_commit": 70,
     "output": 71, "svc_ext_neigh": 72, "canary": 250,
 }

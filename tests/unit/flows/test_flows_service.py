@@ -275,3 +275,16 @@ def test_node_port_session_affinity_sticks_too():
         wire = res.to(res.ports[0])
         got.add(wire["nw_dst"])
     assert len(got) == 1, got
+
+
+def test_udp_datagrams_of_one_client_spread_by_port():
+    udp = dataclasses.replace(web(), ports=(ServicePortIn("dns", "UDP", 53, 5353),))
+    nodes = Nodes(ClusterIn((VPC,), SUBNETS, (CLIENT,) + EPS, NODES, services=(udp,)))
+    seen = set()
+    for sport in range(46000, 46040):
+        pkt = ip_packet(CLIENT.ofport, CLIENT.mac, VPC.router_mac, CLIENT.ips[0], VIP, proto="udp", tp_src=sport,
+                        tp_dst=53)
+        ep, got = nodes.send(CLIENT, pkt)
+        assert ep in EPS and got["tp_dst"] == 5353, sport
+        seen.add(ep.name)
+    assert seen == {"web-0", "web-1", "web-2"}

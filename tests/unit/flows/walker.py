@@ -34,7 +34,7 @@ from vpcnet.flows.learn import LEARN_MATCH_FIELDS, Learn
 from vpcnet.flows.model import (
     ETH_ARP, ETH_IPV4, ETH_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
     MATCH_FIELDS, OFPP_IN_PORT, OFPP_LOCAL, Conjunction, Controller, Ct, DecTtl, Flow,
-    Goto, Group, GroupAction, Load, Match, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Goto, Group, GroupAction, Load, Match, Move, Multipath, Output, PopVlan, PushVlan, Resubmit, SetField,
     parse_ct_state,
 )
 
@@ -346,6 +346,10 @@ class Walker:
                 res.outputs.append(Delivery("CONTROLLER", self._snapshot(pkt)))
             elif isinstance(a, Learn):
                 self._learn(pkt, a)
+            elif isinstance(a, Multipath):     # symmetric over addresses, protocol and ports
+                ends = sorted([(pkt.get("nw_src") or pkt.get("ipv6_src"), pkt.get("tp_src", 0)),
+                               (pkt.get("nw_dst") or pkt.get("ipv6_dst"), pkt.get("tp_dst", 0))])
+                self._write_bits(pkt, a.dst, zlib.crc32(repr((ends, pkt.get("nw_proto"))).encode()) % a.n_links)
             elif isinstance(a, Conjunction):
                 raise WalkError("conjunction flow selected directly")
             else:
