@@ -28,6 +28,7 @@ import time
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 
 from vpcnet.app import ofcompare, ofwire, topology
+from vpcnet.app.ctflush import ct_flush
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app import service_reject
@@ -501,8 +502,20 @@ class FlowEngine:
             changes = {o: desired.get(o, EMPTY) for o in owners | set(desired)}
         failed = rec.apply(changes)
         rec.failed = set(failed)
+        if not failed and topo.changed_services and rec.cluster is before and before is not None:
+            self._flush_gone_udp(node, link, before, topo.cluster)
         rec.cluster = topo.cluster
         return not failed
+
+    def _flush_gone_udp(self, node: str, link: DatapathLink, before: ClusterIn, after: ClusterIn) -> None:
+        """Once the new buckets are in: delete the conntrack entries of UDP endpoints that left a
+        Service (see flows.service.gone_udp_endpoints), so its clients' next datagrams are
+        balanced again. Needs OVS >= 3.1 (NXT_CT_FLUSH); an older switch answers with an error,
+        which is logged, and its entries expire by themselves."""
+        for zone, address, port, endpoint in flow_service.gone_udp_endpoints(before, after, node):
+            LOG.info("%s: flushing UDP conntrack entries %s:%d -> %s (zone %d): the endpoint left",
+                     node, address, port, endpoint, zone)
+            link.send(ct_flush(zone, "UDP", orig_dst=address, orig_dst_port=port, reply_src=endpoint))
 
     # --- audit -----------------------------------------------------------------------------
     def _accounting(self, cluster: ClusterIn, node: str) -> dict[tuple, tuple[str, str, str]]:

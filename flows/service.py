@@ -293,6 +293,44 @@ def _affinity_flows(svc: ServiceIn, proto, vip: Match, backends, gid: int, dnat)
     return out
 
 
+def gone_udp_endpoints(before: ClusterIn, after: ClusterIn, node: str) -> list[tuple]:
+    """(zone, Service address, port, endpoint address) of every UDP endpoint that ``node``'s
+    flows sent datagrams to in ``before`` and no longer do in ``after`` (for cluster IPs and node
+    ports): their conntrack entries must go (app/ctflush.py), or a client keeping its socket
+    would go on sending to the endpoint until conntrack expired the entry."""
+    out = []
+    for svc in before.services:
+        if svc.cluster_ip is None or not any(p.protocol == "UDP" for p in svc.ports):
+            continue
+        if svc.vpc not in before.vpcs_on_node(node) or before.find_node(node) is None:
+            continue
+        now = after.find_service(svc.namespace, svc.name)
+        if now == svc and after.find_node(node) == before.find_node(node):
+            continue
+        zone = vpc_ct_zone(before.vpc(svc.vpc).vpc_id)
+        for address, port_of, kw in _udp_addresses(before, node, svc):
+            for port in svc.ports:
+                if port.protocol != "UDP" or port_of(port) is None:
+                    continue
+                old = set(svc.backends(port, node=node, named_port=_resolver(before), **kw))
+                new = set()
+                if now is not None and after.find_node(node) is not None:
+                    same = next((p for p in now.ports if (p.name, p.protocol) == (port.name, port.protocol)), None)
+                    if same is not None:
+                        new = set(now.backends(same, node=node, named_port=_resolver(after), **kw))
+                out += [(zone, address, port_of(port), ip) for ip, _ in sorted(old - new)]
+    return out
+
+
+def _udp_addresses(cluster: ClusterIn, node: str, svc: ServiceIn) -> list:
+    """(address, port -> its port number there, backends() options) where ``svc`` takes UDP."""
+    out = [(svc.cluster_ip, lambda p: p.port, {})]
+    nd = cluster.node(node)
+    if svc.type == "NodePort" and nd.external_ofport is not None:
+        out.append((nd.node_ip, lambda p: p.node_port, {"external": True}))
+    return out
+
+
 _REJECT = (Controller(max_len=REJECT_MAX_LEN, userdata=REJECT_USERDATA, meter_id=REJECT_METER_ID),)
 
 

@@ -4,8 +4,10 @@
         [--whoami NAME [--peer]]          (TCP: answer each connection with NAME -- and the
                                           client's address with --peer -- and close; UDP:
                                           answer each datagram with NAME)
-  whoami IP PORT --count N [--udp]        connect N times (or send N datagrams, each from a new
-                                          port), print what each server answered
+  whoami IP PORT --count N [--udp [--keep --every S]]
+                                          connect N times (or send N datagrams, each from a new
+                                          port; --keep: all from one socket, every S seconds,
+                                          "<unix time> <answer>"), print what each server answered
   tcp IP PORT [--timeout S]               connect, send a line, expect it back: exit 0 / 1
   udp IP PORT [--timeout S]               send a datagram, expect it back: exit 0 / 1
   stream IP PORT --every S --for S        one TCP connection, a line every S seconds; prints one
@@ -137,6 +139,17 @@ def stream(args) -> int:
 
 
 def whoami(args) -> int:
+    if args.udp and args.keep:   # one socket for all: one conntrack entry, a datagram every --every s
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(args.timeout)
+            for _ in range(args.count):
+                s.sendto(b"who?", (args.ip, args.port))
+                try:
+                    print(f"{time.time():.3f} {s.recv(4096).decode() or '-'}", flush=True)
+                except OSError as exc:
+                    print(f"{time.time():.3f} lost({exc.__class__.__name__})", flush=True)
+                time.sleep(args.every)
+        return 0
     if args.udp:     # one socket (source port) per datagram: each is a new conntrack entry
         for _ in range(args.count):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -203,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--udp", action="store_true")
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--every", type=float, default=0.2)
     p = sub.add_parser("frame")
     p.add_argument("iface")
     p.add_argument("hex")

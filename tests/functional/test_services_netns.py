@@ -96,6 +96,33 @@ def test_udp_datagrams_spread_over_the_endpoints(fab):
     assert len(got) == 30 and set(got) == {"web-0", "web-1", "web-2"}, r.stdout + r.stderr
 
 
+def test_a_udp_client_keeping_its_socket_leaves_a_removed_endpoint(fab):
+    """UDP has no end of connection: when the endpoint a client's datagrams go to leaves, the
+    controller flushes its conntrack entries, so the next datagram of the same socket goes to
+    another endpoint instead of the gone one until conntrack would expire the entry."""
+    eps = [("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]
+    docs = service_docs(eps)
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "dns-keep"
+    docs[0]["spec"]["ports"] = [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]
+    docs[1]["subsets"][0]["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+    fab.apply(docs)
+    vip = fab.api("GET", "/v1/objects/services/dns-keep?namespace=trading")["status"]["clusterIP"]
+    fab.settle()
+    ns = fab.pods[("trading", "client")]["netns"]
+    stream = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, NETPROBE, "whoami", vip, "53", "--udp",
+                               "--keep", "--count", "40", "--every", "0.15"], stdout=subprocess.PIPE, text=True)
+    first = stream.stdout.readline().split()[1]
+    assert first in ("web-0", "web-1", "web-2"), first
+    gone_ip = {"web-0": "10.10.0.12", "web-1": "10.10.0.13", "web-2": "10.20.0.21"}[first]
+    time.sleep(0.5)
+    docs[1]["subsets"][0]["addresses"] = [{"ip": ip, "nodeName": n} for ip, n in eps if ip != gone_ip]
+    changed_at = time.time()
+    fab.apply(docs[1:])
+    out, _ = stream.communicate(timeout=30)
+    later = [line.split()[1] for line in out.splitlines() if float(line.split()[0]) > changed_at + 2]
+    assert later and first not in later and len(set(later)) == 1, out
+
+
 def test_a_service_without_endpoints_refuses_at_once(fab):
     docs = service_docs([])
     docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "empty"

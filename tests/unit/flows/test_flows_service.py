@@ -10,7 +10,7 @@ from flow_invariants import all_flows, all_groups, compile_checked
 from flow_scenarios import mac
 from vpcnet.flows.compile import Change, compile_node, compile_owner, owners_affected
 from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
-from vpcnet.flows.service import slots
+from vpcnet.flows.service import gone_udp_endpoints, slots
 from vpcnet.flows.service_inputs import EndpointIn, ServiceIn, ServicePortIn
 from walker import Walker, arp_request, ip_packet, reply_of
 
@@ -288,3 +288,16 @@ def test_udp_datagrams_of_one_client_spread_by_port():
         assert ep in EPS and got["tp_dst"] == 5353, sport
         seen.add(ep.name)
     assert seen == {"web-0", "web-1", "web-2"}
+
+
+def test_gone_udp_endpoints_name_what_to_flush_and_only_that():
+    udp = dataclasses.replace(web(), ports=(ServicePortIn("dns", "UDP", 53, 5353),
+                                             ServicePortIn("http", "TCP", 80, 8080)))
+    before = ClusterIn((VPC,), SUBNETS, (CLIENT,) + EPS, NODES, services=(udp,))
+    after = before.with_services((dataclasses.replace(udp, endpoints=udp.endpoints[:2]),))
+    assert gone_udp_endpoints(before, after, "n1") == [(VPC.vpc_id, VIP, 53, EPS[2].ips[0])]
+    assert gone_udp_endpoints(before, before, "n1") == []
+    assert gone_udp_endpoints(before, before.with_services(()), "n2") == [
+        (VPC.vpc_id, VIP, 53, p.ips[0]) for p in EPS]                 # the Service deleted
+    tcp_only = dataclasses.replace(udp, ports=udp.ports[1:])
+    assert gone_udp_endpoints(before.with_services((tcp_only,)), before.with_services(()), "n1") == []
