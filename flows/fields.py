@@ -220,6 +220,7 @@ CT_ZONE_MAX = 65535
 
 
 HAIRPIN_IP = "169.254.0.253"    # the source a pod sees when it reaches itself through a Service
+HAIRPIN_IP6 = "fdff:ffff:ffff:ffff::fd"   # the same for IPv6 (the last /64 of the ULA block)
 HAIRPIN_ZONE_BIT = 0x8000       # a VPC's hairpin zone: its id with the top bit set (ids stay below)
 
 

@@ -96,7 +96,7 @@ TABLES: tuple[Table, ...] = (
        "Anti-spoofing: a pod sends only its own MAC and IPs; ARP only for its own IP; never DHCP "
        "server answers, router advertisements or redirects."),
     _t("svc_unsnat", Stage.VALIDATE, ("ct_zone",), "goto:ct_zone",
-       {"reg1", "dl_type", "nw_dst"},
+       {"reg1", "dl_type", "nw_dst", "ipv6_dst"},
        "Replies to the Service hairpin address or to the node IP (NodePort SNAT) are un-SNATed (the VPC's "
        "hairpin zone) first."),
     _t("ct_zone", Stage.CONNTRACK, ("ct_state",), "next",

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from .base import P_HIGH, P_NORMAL
 from .fields import (
-    CT_SERVICE, FROM_POD, HAIRPIN_IP, OUTPUT_TO_TARGET, SUBNET_ID, SVC_HAIRPIN, TARGET_OFPORT, VPC_ID,
+    CT_SERVICE, FROM_POD, HAIRPIN_IP, HAIRPIN_IP6, OUTPUT_TO_TARGET, SUBNET_ID, SVC_HAIRPIN, TARGET_OFPORT, VPC_ID,
     vpc_hairpin_zone,
 )
 from .inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
@@ -129,13 +129,15 @@ def local_pod_flows(pod: PodIn, subnet: SubnetIn, vpc: VpcIn) -> frozenset[Flow]
             fl("port_sec", P_ND_SPOOF, _M_NA.with_values(in_port=port, dl_src=mac), DROP, owner=owner),
             fl("port_sec", P_ND_SOLICIT, _M_NS.with_values(in_port=port, dl_src=mac), ok, owner=owner),
         ]
-    if v4:
-        # Hairpin: a Service connection this pod makes to itself (Service DNATed it to its own
-        # address, l2_fwd chose its own port): SNAT it to the hairpin address in the VPC's hairpin
-        # zone, so the pod does not see its own address as the source, and send it back out of
-        # its port (output table, SVC_HAIRPIN). Its replies come back through svc_unsnat.
-        flows.append(fl("ct_commit", P_HAIRPIN, _M_HAIRPIN.with_values(in_port=port, reg3=port, reg1=vpc.vpc_id),
-                        _hairpin_actions(vpc.vpc_id), owner=owner))
+    # Hairpin: a Service connection this pod makes to itself (Service DNATed it to its own
+    # address, l2_fwd chose its own port): SNAT it to the hairpin address in the VPC's hairpin
+    # zone, so the pod does not see its own address as the source, and send it back out of
+    # its port (output table, SVC_HAIRPIN). Its replies come back through svc_unsnat.
+    for family, on in ((4, v4), (6, v6)):
+        if on:
+            flows.append(fl("ct_commit", P_HAIRPIN,
+                            _M_HAIRPIN[family].with_values(in_port=port, reg3=port, reg1=vpc.vpc_id),
+                            _hairpin_actions(vpc.vpc_id, family), owner=owner))
     flows.append(fl("l2_fwd", P_NORMAL, _l2_match(subnet.subnet_id).with_values(dl_dst=mac),
                     (_load(TARGET_OFPORT, port), _LOAD_OUTPUT_TO_TARGET, _TO_INGRESS), owner=owner))
     return frozenset(flows)
@@ -182,12 +184,13 @@ _TO_PORT_SEC = Goto("port_sec")
 _TO_INGRESS = Goto("ingress_policy")
 _OK = (Goto("svc_unsnat"),)
 P_HAIRPIN = 400
-_M_HAIRPIN = Match(IP, CT_SERVICE, ("reg1", 1), ("reg3", 1), in_port=1, ct_state="-rpl+trk")
+_M_HAIRPIN = {family: Match(proto, CT_SERVICE, ("reg1", 1), ("reg3", 1), in_port=1, ct_state="-rpl+trk")
+              for family, proto in ((4, IP), (6, IPV6))}
 
 
 @lru_cache(maxsize=1 << 12)
-def _hairpin_actions(vpc_id: int) -> tuple:
-    return (Ct(commit=True, zone=vpc_hairpin_zone(vpc_id), nat=Nat("src", HAIRPIN_IP)), Load.mark(SVC_HAIRPIN),
-            Goto("output"))
+def _hairpin_actions(vpc_id: int, family: int) -> tuple:
+    return (Ct(commit=True, zone=vpc_hairpin_zone(vpc_id), nat=Nat("src", HAIRPIN_IP if family == 4 else HAIRPIN_IP6)),
+            Load.mark(SVC_HAIRPIN), Goto("output"))
 _LOAD_FROM_POD = Load.mark(FROM_POD)
 _LOAD_OUTPUT_TO_TARGET = Load.mark(OUTPUT_TO_TARGET)

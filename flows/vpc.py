@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .base import P_NORMAL
-from .fields import HAIRPIN_IP, SVC_HAIRPIN, VPC_ID, vpc_ct_zone, vpc_hairpin_zone
+from .fields import HAIRPIN_IP, HAIRPIN_IP6, SVC_HAIRPIN, VPC_ID, vpc_ct_zone, vpc_hairpin_zone
 from .inputs import VpcIn
 from .model import IP, IPV6, Ct, Flow, Goto, Load, Match, Nat
 from .pipeline import PIPELINE
@@ -26,9 +26,10 @@ def vpc_flows(vpc: VpcIn) -> frozenset[Flow]:
     in_vpc = VPC_ID.eq(vpc.vpc_id)
     flows = []
     # replies to the Service hairpin address: un-SNAT in the hairpin zone, then the VPC zone (service.py)
-    flows.append(PIPELINE.flow("svc_unsnat", P_NORMAL, Match(IP, in_vpc, nw_dst=HAIRPIN_IP),
-                               (Load.mark(SVC_HAIRPIN), Ct(zone=vpc_hairpin_zone(vpc.vpc_id), nat=Nat(),
-                                                            table="ct_zone")), owner=vpc.owner))
+    for proto, dst in ((IP, {"nw_dst": HAIRPIN_IP}), (IPV6, {"ipv6_dst": HAIRPIN_IP6})):
+        flows.append(PIPELINE.flow("svc_unsnat", P_NORMAL, Match(proto, in_vpc, **dst),
+                                   (Load.mark(SVC_HAIRPIN), Ct(zone=vpc_hairpin_zone(vpc.vpc_id), nat=Nat(),
+                                                                table="ct_zone")), owner=vpc.owner))
     for proto in (IP, IPV6):
         flows.append(PIPELINE.flow("ct_zone", P_NORMAL, Match(proto, in_vpc),
                                    (Ct(zone=zone, table="ct_state", nat=Nat()),), owner=vpc.owner))

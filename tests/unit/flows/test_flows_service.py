@@ -301,3 +301,23 @@ def test_gone_udp_endpoints_name_what_to_flush_and_only_that():
         (VPC.vpc_id, VIP, 53, p.ips[0]) for p in EPS]                 # the Service deleted
     tcp_only = dataclasses.replace(udp, ports=udp.ports[1:])
     assert gone_udp_endpoints(before.with_services((tcp_only,)), before.with_services(()), "n1") == []
+
+
+def test_hairpin_over_ipv6():
+    s6 = SubnetIn("s6", "v", ("10.6.0.0/24", "fd00:6::/64"), ("10.6.0.1", "fd00:6::1"), 16, 16)
+    me = PodIn("ns", "web-6", "v", "s6", ("10.6.0.10", "fd00:6::10"), mac(0x160), "n1", 16)
+    svc = ServiceIn("ns", "web6", "v", "fd00:96::10", (ServicePortIn("http", "TCP", 80, 8080),),
+                    (EndpointIn("fd00:6::10", "n1", me.key),))
+    nodes = Nodes(ClusterIn((VPC,), SUBNETS + (s6,), (CLIENT, me) + EPS, NODES, services=(svc,)))
+    w = nodes.walkers["n1"]
+    pkt = ip_packet(me.ofport, me.mac, VPC.router_mac, "fd00:6::10", "fd00:96::10", proto="tcp", tp_src=45000,
+                    tp_dst=80)
+    res = w.trace(pkt)
+    assert res.ports == [me.ofport], res.path
+    got = res.to(me.ofport)
+    assert (got["ipv6_src"], got["ipv6_dst"], got["tp_dst"]) == ("fdff:ffff:ffff:ffff::fd", "fd00:6::10", 8080)
+    reply = reply_of(got, me.ofport)
+    reply["dl_src"], reply["dl_dst"] = me.mac, VPC.router_mac
+    seen = w.trace(reply).to(me.ofport)
+    assert (seen["ipv6_src"], seen["tp_src"], seen["ipv6_dst"], seen["tp_dst"]) == ("fd00:96::10", 80, "fd00:6::10",
+                                                                                  45000)
