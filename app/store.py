@@ -486,44 +486,73 @@ class Store:
             return {**out, "vni": vni}
         return derive
 
+    def _service_index(self, taken) -> dict:
+        """Every stored Service's (cluster IP as an int or None, {(node port, protocol)}), read
+        once per apply (inside its transaction): deriving each Service of a batch must not
+        re-read every row (that made applying N Services cost O(N^2))."""
+        idx = taken.get("service index")
+        if idx is None:
+            idx = taken["service index"] = {}
+            for r in self.api.tables["Service"].rows.values():
+                st = _status(r)
+                ip = st.get("clusterIP")
+                idx[(r.namespace, r.name)] = (
+                    int(netaddr.IPAddress(ip)) if ip not in (None, "", "None") else None,
+                    {(p, proto) for p, proto in (st.get("nodePorts") or {}).values()})
+            taken["service ips"] = {ip for ip, _ in idx.values() if ip is not None}
+            taken["service ports"] = {pp for _, ports in idx.values() for pp in ports}
+        return idx
+
     def _derive_service(self, obj, taken):
         """status.clusterIP (spec.clusterIP, else kept, else the lowest free address of the
         service CIDR; "None": headless) and status.nodePorts (port name -> node port: spec's, else
         kept, else the lowest free in 30000-32767 for that protocol), unique cluster-wide."""
         def derive(row):
             old = _status(row) if row is not None else {}
-            others = [r for r in self.api.tables["Service"].rows.values()
-                      if (r.namespace, r.name) != (obj.namespace, obj.name)]
-            used_ips = {_status(r).get("clusterIP") for r in others} | taken["cluster_ip"]
+            mine_ip, mine_ports = self._service_index(taken).get((obj.namespace, obj.name), (None, set()))
+            ips, batch_ips = taken["service ips"], taken["cluster_ip"]
+
+            def ip_used(value: int) -> bool:   # by another Service, stored or earlier in this batch
+                return (value in ips and value != mine_ip) or value in batch_ips
             ip = obj.spec.get("clusterIP")
             if ip is None:
                 ip = old.get("clusterIP") if old.get("clusterIP") not in (None, "None") else None
                 if ip is None:
-                    ip = next((str(a) for a in self.service_cidr.iter_hosts()
-                               if str(a) not in used_ips and a != self.service_cidr.network + 1), None)
-                    if ip is None:
+                    net = self.service_cidr
+                    value = max(taken.get("ip cursor", 0), net.first + 2)   # .1 is kept back
+                    while value < net.last and ip_used(value):
+                        value += 1
+                    if value >= net.last:
                         raise IpamError(f"{obj.ref}: no free cluster IP left in {self.service_cidr}")
-            elif ip != "None" and ip in used_ips:
+                    taken["ip cursor"] = value + 1
+                    ip = str(netaddr.IPAddress(value, net.version))
+            elif ip != "None" and ip_used(int(netaddr.IPAddress(ip))):
                 raise IpamError(f"{obj.ref}: spec.clusterIP {ip} is already another Service's")
-            taken["cluster_ip"].add(ip)
-            used_ports = {(p, proto) for r in others for name, (p, proto) in
-                          (_status(r).get("nodePorts") or {}).items()} | taken["node_port"]
+            if ip != "None":
+                batch_ips.add(int(netaddr.IPAddress(ip)))
+            ports_in_use, batch_ports = taken["service ports"], taken["node_port"]
+
+            def port_used(pp: tuple) -> bool:
+                return (pp in ports_in_use and pp not in mine_ports) or pp in batch_ports
             ports = {}
             if obj.spec.get("type") == "NodePort":
                 for sp in obj.spec.get("ports") or ():
                     proto = sp.get("protocol", "TCP")
                     want = sp.get("nodePort") or (old.get("nodePorts") or {}).get(sp.get("name", ""), [None])[0]
-                    if want is not None and (want, proto) in used_ports:
+                    if want is not None and port_used((want, proto)):
                         if sp.get("nodePort"):
                             raise IpamError(f"{obj.ref}: spec.ports nodePort {want}/{proto} is already in use")
                         want = None
                     if want is None:
-                        want = next((p for p in range(*NODE_PORT_RANGE) if (p, proto) not in used_ports), None)
-                        if want is None:
+                        cursor = taken.setdefault("port cursor", {})
+                        want = max(cursor.get(proto, 0), NODE_PORT_RANGE[0])
+                        while want < NODE_PORT_RANGE[1] and port_used((want, proto)):
+                            want += 1
+                        if want >= NODE_PORT_RANGE[1]:
                             raise IpamError(f"{obj.ref}: no free node port left for {proto}")
-                    used_ports.add((want, proto))
+                        cursor[proto] = want + 1
+                    batch_ports.add((want, proto))
                     ports[sp.get("name", "")] = [want, proto]
-            taken["node_port"] |= {tuple(v) for v in ports.values()}
             status = {**old, "clusterIP": ip, "nodePorts": ports}
             return {} if status == old else {"status": canonical(status)}
         return derive
