@@ -892,6 +892,16 @@ class Flow:
 class Bucket:
     actions: tuple
     weight: int | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):   # a Service's group holds each bucket many times (its slots): hash once
+        object.__setattr__(self, "_hash", hash((self.actions, self.weight)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        return (Bucket, (self.actions, self.weight))
 
 
 @dataclass(frozen=True)
@@ -899,6 +909,10 @@ class Group:
     group_id: int
     type: str
     buckets: tuple
+    _hash: int = field(default=0, init=False, repr=False, compare=False, hash=False)
+
+    def __hash__(self) -> int:   # groups of many buckets live in sets: hash once
+        return self._hash
 
     def __post_init__(self):
         if self.type not in ("select", "all", "indirect"):
@@ -908,6 +922,10 @@ class Group:
             raise FlowError(f"group {self.group_id}: indirect groups have exactly one bucket")
         if self.type != "select" and any(b.weight is not None for b in self.buckets):
             raise FlowError(f"group {self.group_id}: only select buckets have weights")
+        object.__setattr__(self, "_hash", hash((self.group_id, self.type, self.buckets)))
+
+    def __reduce__(self):   # a pickle never carries the hash (str hashes differ between processes)
+        return (Group, (self.group_id, self.type, self.buckets))
 
 
 @dataclass(frozen=True)

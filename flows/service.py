@@ -32,7 +32,9 @@ unique per cluster value and stable while the port exists.
 from __future__ import annotations
 
 import hashlib
+import struct
 from functools import lru_cache
+from itertools import repeat
 
 from . import cookies
 from .fields import (CT_LABEL_SERVICE, CT_SERVICE, CT_SVC_EXTERNAL, CT_SVC_SNAT, FROM_EXTERNAL, SVC_AFF_HIT,
@@ -77,16 +79,6 @@ def group_ids(cluster: ClusterIn) -> dict[tuple, int]:
     return hit
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    """splitmix64's finaliser: a cheap, well-spread, process-independent 64-bit hash of ``x``."""
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
-    return x ^ (x >> 31)
-
-
 @lru_cache(maxsize=1 << 12)
 def slots(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
     """The endpoint of every slot (see the module doc), in slot order: every endpoint gets
@@ -95,11 +87,13 @@ def slots(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
     endpoint), taken in descending order). Deterministic in the endpoint set alone."""
     n_slots = SLOTS_SMALL if len(backends) <= 32 else SLOTS_LARGE
     ranked = sorted(backends, key=lambda b: (_h64(f"{b[0]}/{b[1]}"), b))
-    seeds = [_h64(f"{b[0]}/{b[1]}") for b in ranked]
     base, extra = divmod(n_slots, len(ranked))
     room = [base + (1 if j < extra else 0) for j in range(len(ranked))]
-    pairs = sorted(((_mix64(seed ^ (i * 0x9E3779B97F4A7C15 & _MASK64)), i, j)
-                    for j, seed in enumerate(seeds) for i in range(n_slots)), reverse=True)
+    pairs = []
+    for j, (ip, port) in enumerate(ranked):     # the scores of (slot i, endpoint j): one XOF per endpoint
+        scores = struct.unpack(f">{n_slots}I", hashlib.shake_128(f"{ip}/{port}".encode()).digest(4 * n_slots))
+        pairs += zip(scores, range(n_slots), repeat(j))
+    pairs.sort(reverse=True)
     owner: list = [None] * n_slots
     left = n_slots
     for _, i, j in pairs:
@@ -142,11 +136,13 @@ def _balanced(svc: ServiceIn, proto, vip: Match, backends, gid: int, dnat) -> tu
         return ((Resubmit("svc_affinity"), Goto("svc_aff_lb")),
                 _affinity_flows(svc, proto, vip, backends, gid, dnat))
     chosen = slots(backends)
+    actions = {b: dnat(*b) for b in backends}       # one value per endpoint, shared by its slots
     if proto.nw_proto == IPPROTO_UDP:
         return ((Multipath(SVC_SLOT, len(chosen)), Goto("svc_slot")),
-                [PIPELINE.flow("svc_slot", P_VIP, vip.with_(SVC_SLOT.eq(i)), dnat(ip, p), owner=svc.owner)
-                 for i, (ip, p) in enumerate(chosen)])
-    return (GroupAction(gid),), [Group(gid, "select", tuple(Bucket(dnat(ip, p)) for ip, p in chosen))]
+                [PIPELINE.flow("svc_slot", P_VIP, vip.with_(SVC_SLOT.eq(i)), actions[b], owner=svc.owner)
+                 for i, b in enumerate(chosen)])
+    buckets = {b: Bucket(a) for b, a in actions.items()}
+    return (GroupAction(gid),), [Group(gid, "select", tuple(buckets[b] for b in chosen))]
 
 
 def _resolver(cluster: ClusterIn):
