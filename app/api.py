@@ -34,6 +34,7 @@ from vpcnet.app.ipam.plan import IpamError
 from vpcnet.app.store import StoreError
 
 LOG = logging.getLogger(__name__)
+ERROR_TEXT_MAX = 600    # characters of an unexpected exception shown to an API client (the log has it all)
 
 
 class GroupCommit:
@@ -134,7 +135,10 @@ class Api:
             return exc.status, {"errors": [str(exc)]}
         except Exception as exc:  # never let one request take the server down
             LOG.exception("API %s %s failed", method, path)
-            return 500, {"errors": [f"internal error: {exc}"]}
+            text = str(exc)       # an OVSDB timeout names every command of the transaction: keep it short
+            if len(text) > ERROR_TEXT_MAX:
+                text = text[:ERROR_TEXT_MAX // 2] + " [...] " + text[-ERROR_TEXT_MAX // 2:]
+            return 500, {"errors": [f"internal error: {text}"]}
 
     def _route(self, method, parts, query, body):
         if parts[:1] != ["v1"]:

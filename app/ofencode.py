@@ -20,11 +20,11 @@ from os_ken.ofproto import ofproto_v1_3 as _OFP
 
 from vpcnet.app.ofwire import (
     _CONTEXT_FIELDS, _DEFAULT_WIRE, _IP_FIELDS, _MATCH_NAME, _OSKEN_FIELD, _SPECIAL_MATCH, _SPECIAL_PORTS,
-    FLOW_COMMANDS, _field_kwargs, _move_bits, _move_side, _osken_field, _osken_set_value, osken_flow_mod,
-    table_id,
+    FLOW_COMMANDS, GROUP_COMMANDS, GROUP_TYPES, _field_kwargs, _move_bits, _move_side, _osken_field,
+    _osken_set_value, osken_flow_mod, osken_group_mod, table_id,
 )
 from vpcnet.flows.fields import SPACE_BITS, BitField
-from vpcnet.flows.model import Controller, Flow, Goto, Load, Match, Move, Output, SetField
+from vpcnet.flows.model import Bucket, Controller, Flow, Goto, Group, Load, Match, Move, Output, SetField
 
 # --- direct byte encoding (the install path) ----------------------------------------------------
 # ``encode_flow_mod(flow)`` gives the bytes os-ken would send for ``Wire.flow_mod(flow)``, byte for
@@ -426,6 +426,44 @@ class FlowEncoder:
         return head + match + ins
 
 
+_GROUP_MOD_HEAD = struct.Struct("!BBHIHBxI")     # ofp_header, command, type, pad, group_id
+_BUCKET_HEAD = struct.Struct("!HHII4x")           # len, weight, watch_port, watch_group, pad
+
+
+class GroupEncoder:
+    """OFPT_GROUP_MOD bytes equal to ``ofwire.osken_group_mod`` (tested on every test group),
+    built from cached action bytes: a Service's group repeats each endpoint's bucket in many
+    slots, and os-ken serialised every one of them anew (5 ms per 64-bucket group, most of the
+    time of installing 10,000 Services)."""
+
+    def __init__(self, flows: FlowEncoder):
+        self.flows = flows
+        self._buckets: dict = {}
+
+    def _bucket(self, bucket: Bucket, default_weight: int) -> bytes:
+        key = (bucket, default_weight)
+        out = self._buckets.get(key)
+        if out is None:
+            acts = b"".join(self.flows.action_bytes(a) for a in bucket.actions)
+            weight = bucket.weight if bucket.weight is not None else default_weight
+            out = _BUCKET_HEAD.pack(16 + len(acts), weight, _OFP.OFPP_ANY, _OFP.OFPG_ANY) + acts
+            if len(self._buckets) >= _CACHE_LIMIT:
+                self._buckets.clear()
+            self._buckets[key] = out
+        return out
+
+    def group_mod(self, group: Group, command: str = "add") -> bytes:
+        if command not in GROUP_COMMANDS:
+            raise ValueError(f"bad group command {command!r} (use {', '.join(GROUP_COMMANDS)})")
+        try:
+            default = 1 if group.type == "select" else 0
+            body = b"" if command == "delete" else b"".join(self._bucket(b, default) for b in group.buckets)
+        except Exception:  # noqa: BLE001 - os-ken encodes it, or raises UnsupportedFlow as ever
+            return osken_group_mod(group, command)
+        return _GROUP_MOD_HEAD.pack(_OFP.OFP_VERSION, _OFP.OFPT_GROUP_MOD, 16 + len(body), 0,
+                                    GROUP_COMMANDS[command], GROUP_TYPES[group.type], group.group_id) + body
+
+
 _DIRECT_NAME = {d.num: name for name, d in _DIRECT.items()}
 
 
@@ -452,6 +490,12 @@ def _first(item):
 
 
 ENCODER = FlowEncoder()
+GROUPS = GroupEncoder(ENCODER)
+
+
+def encode_group_mod(group: Group, command: str = "add") -> bytes:
+    """OFPT_GROUP_MOD bytes (xid 0) of ``group``: see ``GroupEncoder``."""
+    return GROUPS.group_mod(group, command)
 
 
 def encode_flow_mod(flow: Flow, command: str = "add", cookie: int | None = None) -> bytes:
@@ -460,4 +504,4 @@ def encode_flow_mod(flow: Flow, command: str = "add", cookie: int | None = None)
     return ENCODER.flow_mod(flow, command, cookie)
 
 
-__all__ = ["FlowEncoder", "ENCODER", "encode_flow_mod"]
+__all__ = ["FlowEncoder", "ENCODER", "encode_flow_mod", "GroupEncoder", "GROUPS", "encode_group_mod"]

@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 
-from vpcnet.app import ofcompare, ofwire
+from vpcnet.app import ofcompare, ofencode, ofwire
 from vpcnet.flows.model import Flow, Group, GroupAction
 
 LOG = logging.getLogger(__name__)
@@ -83,11 +83,11 @@ def owners_of(groups: dict[str, dict[int, Group]]) -> dict[int, str]:
 
 
 def add(group: Group) -> bytes:
-    return ofwire.osken_group_mod(group, "add")
+    return ofencode.encode_group_mod(group, "add")
 
 
 def modify(group: Group) -> bytes:
-    return ofwire.osken_group_mod(group, "modify")
+    return ofencode.encode_group_mod(group, "modify")
 
 
 def delete(group_id: int) -> bytes:

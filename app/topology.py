@@ -172,10 +172,12 @@ def with_services(topo: Topology, svc: Services) -> Topology:
     index = topo.pods_index
     if index is None or index.owner is not topo:
         raise ValueError("with_services needs the latest topology value")
-    kept = tuple(x for x in svc.services if topo.cluster.find_vpc(x.vpc) is not None)
-    cluster = topo.cluster.with_services(kept)
+    kept, left_out = [], []
+    for x in svc.services:     # one pass (membership tests on the kept tuple were O(N^2))
+        (kept if topo.cluster.find_vpc(x.vpc) is not None else left_out).append(x)
+    cluster = topo.cluster.with_services(tuple(kept))
     index.service_problems = list(svc.problems) + [
-        f"Service/{x.namespace}/{x.name}: vpc {x.vpc!r} is unknown or left out" for x in svc.services if x not in kept]
+        f"Service/{x.namespace}/{x.name}: vpc {x.vpc!r} is unknown or left out" for x in left_out]
     new = Topology(cluster, index.problem_list(), topo.node_by_dpid, topo.node_specs, index)
     new.changed_pods = frozenset()
     new.changed_services = True
