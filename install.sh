@@ -12,7 +12,7 @@ debs=(
   openvswitch-switch openvswitch-vtep openvswitch-common
   mininet frr netconfd openssh-server prometheus
   iperf3 ethtool iproute2 iputils-ping tcpdump libyang2-tools openssl
-  gcc git procps psmisc
+  gcc git procps psmisc iptables
 )
 missing=()
 for p in "${debs[@]}"; do
