@@ -282,3 +282,30 @@ def test_a_bench_cluster_encodes_and_reads_back_like_os_ken():
         b = ofencode.encode_flow_mod(f, cookie=f.cookie | 1 << 48)
         assert b == ofwire.osken_flow_mod(f, cookie=f.cookie | 1 << 48)
         assert ofcompare.entry_identity(entry_of(b)) == osken_identity(entry_of(b))
+
+
+def _test_groups() -> list:
+    """The OVS test groups plus compiled Service groups (ct/nat buckets, repeated slots, affinity
+    buckets with resubmit)."""
+    from vpcnet.flows.inputs import ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn
+    from vpcnet.flows.compile import compile_node
+    from vpcnet.flows.model import Group
+    from vpcnet.flows.service_inputs import EndpointIn, ServiceIn, ServicePortIn
+    from .ofwire_cases import ovs_groups
+    vpc = VpcIn("v", 3, 103)
+    sub = SubnetIn("s", "v", ("10.1.0.0/24",), ("10.1.0.1",), 11, 11)
+    pods = (PodIn("ns", "p", "v", "s", ("10.1.0.5",), "02:00:00:00:00:05", "n1", 5),)
+    eps = tuple(EndpointIn(f"10.1.0.{i}", "n1") for i in (10, 11, 12))
+    svcs = (ServiceIn("ns", "a", "v", "10.96.0.10", (ServicePortIn("http", "TCP", 80, 8080),), eps),
+            ServiceIn("ns", "b", "v", "10.96.0.11", (ServicePortIn("http", "TCP", 80, 8080),), eps,
+                      affinity_timeout=60))
+    c = ClusterIn((vpc,), (sub,), pods, (NodeIn("n1", 1, 1),), services=svcs)
+    compiled = [g for items in compile_node(c, "n1").values() for g in items if isinstance(g, Group)]
+    assert len(compiled) == 2
+    return ovs_groups() + compiled
+
+
+@pytest.mark.parametrize("command", ["add", "modify", "delete"])
+def test_group_mod_bytes_are_os_kens(command):
+    for g in _test_groups():
+        assert ofencode.encode_group_mod(g, command) == ofwire.osken_group_mod(g, command), (g.group_id, command)
