@@ -82,14 +82,23 @@ def test_connections_to_the_cluster_ip_spread_over_the_endpoints(fab):
     assert "web-1" not in got and set(got) == {"web-0", "web-2"}, got
 
 
-def test_udp_datagrams_spread_over_the_endpoints(fab):
-    docs = service_docs([("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")])
-    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "dns"
+ALL_ENDPOINTS = [("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]
+
+
+def udp_service(fab, name: str, endpoints=ALL_ENDPOINTS) -> tuple[list[dict], str]:
+    """A Service ``name`` with one UDP port (53 -> the servers' 5353), applied: (docs, cluster IP)."""
+    docs = service_docs(endpoints)
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = name
     docs[0]["spec"]["ports"] = [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]
     docs[1]["subsets"][0]["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
     fab.apply(docs)
-    vip = fab.api("GET", "/v1/objects/services/dns?namespace=trading")["status"]["clusterIP"]
+    vip = fab.api("GET", f"/v1/objects/services/{name}?namespace=trading")["status"]["clusterIP"]
     fab.settle()
+    return docs, vip
+
+
+def test_udp_datagrams_spread_over_the_endpoints(fab):
+    _, vip = udp_service(fab, "dns")
     r = fab.in_pod("trading", "client", sys.executable, NETPROBE, "whoami", vip, "53", "--udp", "--count", "30",
                    timeout=60)
     got = r.stdout.split()
@@ -100,14 +109,8 @@ def test_a_udp_client_keeping_its_socket_leaves_a_removed_endpoint(fab):
     """UDP has no end of connection: when the endpoint a client's datagrams go to leaves, the
     controller flushes its conntrack entries, so the next datagram of the same socket goes to
     another endpoint instead of the gone one until conntrack would expire the entry."""
-    eps = [("10.10.0.12", "node-1"), ("10.10.0.13", "node-2"), ("10.20.0.21", "node-2")]
-    docs = service_docs(eps)
-    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = "dns-keep"
-    docs[0]["spec"]["ports"] = [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]
-    docs[1]["subsets"][0]["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
-    fab.apply(docs)
-    vip = fab.api("GET", "/v1/objects/services/dns-keep?namespace=trading")["status"]["clusterIP"]
-    fab.settle()
+    eps = ALL_ENDPOINTS
+    docs, vip = udp_service(fab, "dns-keep", eps)
     ns = fab.pods[("trading", "client")]["netns"]
     stream = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, NETPROBE, "whoami", vip, "53", "--udp",
                                "--keep", "--count", "40", "--every", "0.15"], stdout=subprocess.PIPE, text=True)
