@@ -7,7 +7,6 @@ Production: `--db tcp:A:6641,tcp:B:6641,tcp:C:6641` against a raft cluster run b
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from vpcnet.app import api as api_mod
 from vpcnet.app import ofapp
 from vpcnet.app.fabric import FabricEngine
 from vpcnet.app.flowengine import FlowEngine
+from vpcnet.app.gc_tuning import tune_gc
 from vpcnet.app.metrics import Metrics
 from vpcnet.app.ipam.allocator import Allocator
 from vpcnet.app.store import DEFAULT_SERVICE_CIDR, Store
@@ -185,18 +185,10 @@ class Controller:
             os.unlink(where)
 
 
-# The controller holds large, long-lived immutable values (compiled flows, the cluster input) and
-# allocates many short-lived ones per pass; with Python's default thresholds (700, 10, 10) full
-# collections keep re-walking the long-lived heap: bench/policy_bench.py measured cyclic GC at
-# over half of a policy recompile (1.6 s of 3.0 s for 20 nodes x 1,000 pods x 500 policies) and
-# the cause of 0.6 s per-node outliers; with these thresholds the same change took 1.16 s.
-GC_THRESHOLDS = (50000, 20, 100)
-
-
 def run(args) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_gc()
     ctl = Controller(args)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ Start with ``run(engine, listen, tls)``: it configures os-ken's OpenFlow listene
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import socket
@@ -118,7 +119,7 @@ def configure(listen: str, cert: str | None = None, key: str | None = None, ca: 
     ``HOST:PORT`` for TCP (or TLS with cert+key), or ``unix:PATH`` for a co-located controller
     (bridges use ``unix:PATH`` as their controller target; it also crosses network namespaces)."""
     from os_ken import cfg
-    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
+    importlib.import_module("os_ken.controller.controller")   # registers the ofp-* options
     if listen.startswith("unix:"):
         path = listen[len("unix:"):]
         if os.path.exists(path):

@@ -23,7 +23,8 @@ Figures:
   other processes compete for the cores), the part spent in the cyclic GC, per-node
   mean/p50/p99/max, flows per node; then a warm recompile of a sample of nodes. The input values
   are ``gc.freeze()``-d once built (long-lived state; a controller would do the same); the GC
-  otherwise runs with its default thresholds. Each node's result is dropped after it is counted
+  runs with the controller's thresholds (``app/gc_tuning.py``; ``--gc python`` for Python's
+  defaults, to compare). Each node's result is dropped after it is counted
   (as a streaming reconciler would): keeping 5,000 nodes' dicts is the caller's memory;
 * peak RSS (``ru_maxrss``);
 * one pod add, computed incrementally: ``cluster.with_pod(pod)`` (the new value) +
@@ -49,6 +50,7 @@ import statistics
 import sys
 import time
 
+from vpcnet.app.gc_tuning import GC_THRESHOLDS
 from vpcnet.flows import (
     Change, ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn, compile_node, compile_owner, owners_affected,
 )
@@ -228,7 +230,19 @@ def run(argv: list[str] | None, gct: GcTimer) -> int:
                     help="size of each VPC's node pool (default 150: 3 VPCs per node at full size)")
     ap.add_argument("--repeat", type=int, default=20, help="pod adds to time (median reported)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc", choices=("controller", "python"), default="controller",
+                    help="cyclic GC thresholds: the controller's (default) or Python's defaults")
     args = ap.parse_args(argv)
+    old_thresholds = gc.get_threshold()
+    if args.gc == "controller":
+        gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        return _run(args, gct)
+    finally:
+        gc.set_threshold(*old_thresholds)
+
+
+def _run(args, gct: GcTimer) -> int:
 
     print(f"compile_bench: {args.nodes} nodes, {args.pods} pods, {args.subnets} subnets, {args.vpcs} VPCs; "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
@@ -238,8 +252,8 @@ def run(argv: list[str] | None, gct: GcTimer) -> int:
     vpcs_per_node = model.pool * args.vpcs / args.nodes
     print(f"placement: each VPC on a pool of {model.pool} nodes (pools {model.stride} nodes apart, "
           f"~{vpcs_per_node:.1f} VPCs per node); pods round-robin over subnets, random node in pool")
-    print(f"  why: a node holds every pod of every VPC present on it; a VPC on every node makes flows per")
-    print(f"  node grow with the whole cluster (quadratic), realistic only for tiny clusters")
+    print("  why: a node holds every pod of every VPC present on it; a VPC on every node makes flows per")
+    print("  node grow with the whole cluster (quadratic), realistic only for tiny clusters")
     print(f"input objects (VpcIn/SubnetIn/NodeIn/PodIn) built: {t_inputs:8.2f} s")
 
     gc.collect()
@@ -269,7 +283,8 @@ def run(argv: list[str] | None, gct: GcTimer) -> int:
     print(f"compile_node on all {len(per_node)} nodes (cold caches): {total:6.2f} s wall "
           f"[{verdict(total <= GOAL_TOTAL_S)}], {cpu_all:.2f} s CPU of this process [{verdict(cpu_all <= GOAL_TOTAL_S)}]"
           f"   goal <= {GOAL_TOTAL_S:.0f} s")
-    print(f"  of which cyclic GC (default thresholds): {gc_s:.2f} s in {gc_full} full collections")
+    print(f"  of which cyclic GC (thresholds {gc.get_threshold()}, {args.gc}'s): {gc_s:.2f} s "
+          f"in {gc_full} full collections")
     print(f"  per node: mean {statistics.mean(per_node) * 1e3:.2f} ms, p50 {pct(per_node, 0.5) * 1e3:.2f} ms, "
           f"p99 {pct(per_node, 0.99) * 1e3:.2f} ms, max {max(per_node) * 1e3:.2f} ms")
     print(f"  flows per node: mean {statistics.mean(flows_per_node):.0f}, max {max(flows_per_node)}; "

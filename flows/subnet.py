@@ -158,6 +158,7 @@ def _shared_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset
 def clear_cache() -> None:
     _static_cache.clear()
     _shared_cache.clear()
+    _route_cache.clear()
 
 
 def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset[Flow]:
@@ -187,39 +188,80 @@ def _static_subnet_flows(subnet: SubnetIn, vpc: VpcIn, uplink: int) -> frozenset
 def _route_flows(subnet: SubnetIn, vpc: VpcIn, sources: tuple | None, node_mac: str) -> frozenset[Flow]:
     """The routes into the subnet (l3_fwd, distributed VPCs only): packets addressed to the VPC
     router MAC leave with the node router MAC ``node_mac`` as source."""
-    if vpc.l3_mode != "distributed":
+    return _stamp_routes(_route_templates(subnet, vpc, sources), node_mac, subnet.owner)
+
+
+def _peering_routes(subnet: SubnetIn, vpc: VpcIn, peers: tuple, node_mac: str) -> frozenset[Flow]:
+    """Routes into the subnet from the pods of each peered VPC (see the module doc)."""
+    return _stamp_routes(_peering_templates(subnet, vpc, peers), node_mac, subnet.owner)
+
+
+# A route differs from node to node only in its source MAC (the node router MAC): its match and
+# the rest of its actions are built once per subnet value ("templates": (match, actions before
+# the MAC, actions after it)) and stamped per node, which is most of a full compile's saving
+# (a Match costs far more than a Flow). Keyed by subnet name; a hit must match the values.
+ROUTE_CACHE_MAX = 1 << 14
+_route_cache: dict[tuple[str, str], tuple] = {}
+
+
+def _stamp_routes(templates: tuple, node_mac: str, owner: str) -> frozenset[Flow]:
+    if not templates:
         return frozenset()
-    owner = subnet.owner
+    src = _node_src(node_mac)
+    fl = PIPELINE.flow
+    return frozenset(fl("l3_fwd", P_NORMAL, match, head + src + tail, owner=owner) for match, head, tail in templates)
+
+
+@lru_cache(maxsize=1 << 13)
+def _node_src(node_mac: str) -> tuple:
+    return (SetField("eth_src", node_mac),)
+
+
+_DEC_TTL = (DecTtl(),)
+
+
+def _route_templates(subnet: SubnetIn, vpc: VpcIn, sources: tuple | None) -> tuple:
+    if vpc.l3_mode != "distributed":
+        return ()
+    key = ("route", subnet.name)
+    hit = _route_cache.get(key)
+    if hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc) and hit[2] == sources:
+        return hit[3]
     rmac = vpc.router_mac
     in_vpc = VPC_ID.eq(vpc.vpc_id)
-    fl = PIPELINE.flow
     srcs = [SUBNET_ID.eq(i) for i in sources] if sources is not None else [None]
-    route = (DecTtl(), SetField("eth_src", node_mac), Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
-    flows = []
+    tail = (Load(SUBNET_ID, subnet.subnet_id), Goto("l3_neigh"))
+    templates = []
     for cidr in subnet.cidrs:
         proto = ip_proto(cidr)
         dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
         for src in srcs:
             parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
-            flows.append(fl("l3_fwd", P_NORMAL, Match(*parts, dl_dst=rmac, **{dst: cidr}), route, owner=owner))
-    return frozenset(flows)
+            templates.append((Match(*parts, dl_dst=rmac, **{dst: cidr}), _DEC_TTL, tail))
+    out = tuple(templates)
+    _bounded_put(_route_cache, ROUTE_CACHE_MAX, key, (subnet, vpc, sources, out))
+    return out
 
 
-def _peering_routes(subnet: SubnetIn, vpc: VpcIn, peers: tuple, node_mac: str) -> frozenset[Flow]:
-    """Routes into the subnet from the pods of each peered VPC (see the module doc)."""
+def _peering_templates(subnet: SubnetIn, vpc: VpcIn, peers: tuple) -> tuple:
     if not peers or vpc.l3_mode != "distributed":
-        return frozenset()
-    fl = PIPELINE.flow
-    flows = []
+        return ()
+    key = ("peering", subnet.name)
+    hit = _route_cache.get(key)
+    if hit is not None and _same(hit[0], subnet) and _same(hit[1], vpc) and hit[2] == peers:
+        return hit[3]
+    templates = []
     for peer in peers:
-        route = (DecTtl(), SetField("eth_src", node_mac), Load(VPC_ID, vpc.vpc_id), Load(SUBNET_ID, subnet.subnet_id),
-                 Load(PEER_SRC_VPC, peer.vpc_id), Goto("l3_neigh"))
+        tail = (Load(VPC_ID, vpc.vpc_id), Load(SUBNET_ID, subnet.subnet_id), Load(PEER_SRC_VPC, peer.vpc_id),
+                Goto("l3_neigh"))
         for cidr in subnet.cidrs:
             proto = ip_proto(cidr)
             dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
-            flows.append(fl("l3_fwd", P_NORMAL, Match(proto, FROM_POD, VPC_ID.eq(peer.vpc_id), dl_dst=peer.router_mac,
-                                                        **{dst: cidr}), route, owner=subnet.owner))
-    return frozenset(flows)
+            templates.append((Match(proto, FROM_POD, VPC_ID.eq(peer.vpc_id), dl_dst=peer.router_mac, **{dst: cidr}),
+                              _DEC_TTL, tail))
+    out = tuple(templates)
+    _bounded_put(_route_cache, ROUTE_CACHE_MAX, key, (subnet, vpc, peers, out))
+    return out
 
 
 def _gateway_answers(gw: str, rmac: str, in_vpc, in_subnet, owner: str) -> list[Flow]:

@@ -174,7 +174,7 @@ def test_unmapped_vlan_does_not_pass(lab):
 
 
 def test_agent_removes_a_vni(lab):
-    l1, l2 = lab.topo.leaf(1), lab.topo.leaf(2)
+    l1 = lab.topo.leaf(1)
     push(lab, l1, leaf_config(l1, vlans=()))
     links = lab_net.run("ip", "-n", l1.netns, "-o", "link")
     assert f"vx{VNI}" not in links and f"br{VLAN}" not in links and f"v{VLAN}b" not in links

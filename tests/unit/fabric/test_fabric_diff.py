@@ -18,7 +18,7 @@ from vpcnet.fabric.xmlutil import NC_NS, data_text, parse, to_text
 from .fabric_cases import examples_fabric, fabric_mode
 from .golden_util import assert_golden
 from .netconf_apply import apply_edit
-from .yanglint_util import needs_yanglint, yanglint
+from .yanglint_util import yanglint
 
 EMPTY = f'<data xmlns="{NC_NS}"/>'
 OP = f"{{{NC_NS}}}operation"
@@ -260,7 +260,6 @@ def test_plan_text_golden(desired, running):
     assert_golden("edit-leaf-1.xml", to_text(plans[0].edit_config()))
 
 
-@needs_yanglint
 def test_edit_config_payloads_pass_yanglint_edit_mode(desired, running, tmp_path):
     """nc:operation and every value are checked by libyang (ietf-netconf loaded)."""
     add_foreign(running)

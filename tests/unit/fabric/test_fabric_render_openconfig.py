@@ -12,7 +12,7 @@ from vpcnet.fabric.xmlutil import NC_NS, data_text, parse, to_text
 
 from .fabric_cases import examples_fabric, fabric_mode
 from .golden_util import assert_golden
-from .yanglint_util import OPENCONFIG, git_blob_id, needs_yanglint, yanglint
+from .yanglint_util import OPENCONFIG, git_blob_id, yanglint
 
 SCENARIOS = {"examples": examples_fabric, "fabric": fabric_mode}
 CASES = [(s, leaf) for s in SCENARIOS for leaf in ("leaf-1", "leaf-2")]
@@ -79,7 +79,6 @@ def test_distributed_mode_has_no_irb(states):
     assert not list(config.iter(q("ni:anycast-gateway-mac")))
 
 
-@needs_yanglint
 def test_yanglint_accepts_rendered_config(states, tmp_path):
     docs = []
     for scenario, leaf in CASES:   # one yanglint run (schema loading dominates), one file each
@@ -117,7 +116,6 @@ BROKEN = {
 }
 
 
-@needs_yanglint
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_yanglint_refuses_a_broken_document(states, tmp_path, case):
     breaker, message = BROKEN[case]

@@ -6,17 +6,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 YANG_DIR = Path(__file__).resolve().parent / "yang"
 OPENCONFIG = YANG_DIR / "openconfig"
 MODULES = ("openconfig-network-instance.yang", "openconfig-if-ip.yang")
 # ietf-netconf (for nc:operation in edit payloads) ships with netconfd (yuma123), see install.sh
 IETF_NETCONF = Path("/usr/share/yuma/modules/ietf/ietf-netconf@2011-06-01.yang")
+# install.sh installs libyang2-tools and netconfd: these tests never skip (a missing tool fails them).
 YANGLINT = shutil.which("yanglint")
 
-# install.sh installs libyang2-tools and netconfd: these tests never skip (a missing tool fails them).
-needs_yanglint = pytest.mark.usefixtures()
 
 
 def yanglint(*xml_files: Path, mode: str = "config") -> subprocess.CompletedProcess:
