@@ -617,12 +617,14 @@ class ClusterIn:
         return hit
 
     def nodes_with_external(self) -> tuple[NodeIn, ...]:
-        """Nodes with an external port (NodePorts), by name."""
-        memo = self.value_memo()
-        hit = memo.get("nodes with external")
-        if hit is None:
-            hit = memo["nodes with external"] = tuple(n for n in self.nodes if n.external_ofport is not None)
-        return hit
+        """Nodes with an external port (NodePorts), by name. Kept with the nodes tuple it was
+        read from, which derived values share until a node changes: a pod add recompiles its
+        subnet's routes (which ask this) without scanning every node again."""
+        hit = self.__dict__.get("_nodes_with_external")
+        if hit is None or hit[0] is not self.nodes:
+            hit = (self.nodes, tuple(n for n in self.nodes if n.external_ofport is not None))
+            _set(self, "_nodes_with_external", hit)
+        return hit[1]
 
     def nodes_with_vpc(self, vpc: str) -> frozenset[str]:
         """Nodes where ``vpc`` is present (see ``vpcs_on_node``)."""

@@ -321,3 +321,19 @@ def test_hairpin_over_ipv6():
     seen = w.trace(reply).to(me.ofport)
     assert (seen["ipv6_src"], seen["tp_src"], seen["ipv6_dst"], seen["tp_dst"]) == ("fd00:96::10", 80, "fd00:6::10",
                                                                                   45000)
+
+
+def test_a_node_gaining_an_external_port_is_routed_to_from_values_derived_earlier():
+    """nodes_with_external is kept with the nodes it was read from: a pod add reuses it, a node
+    change does not (n1's subnets then route replies to n2's node IP)."""
+    before = cluster()
+    assert before.nodes_with_external() == ()
+    added = before.with_pod(dataclasses.replace(CLIENT, name="client-2", ips=("10.1.0.3",), mac=mac(0x103),
+                                                ofport=14))
+    assert added.nodes_with_external() is before.nodes_with_external()
+    n2 = NodeIn("n2", 2, UPLINK, external_ofport=EXT, node_ip=NODE_IP)
+    after = added.with_node(n2)
+    assert [n.name for n in after.nodes_with_external()] == ["n2"] and added.nodes_with_external() == ()
+    routes = [f for f in compile_owner(after, "n1", "subnet/s1") if f.match.get("nw_dst") == NODE_IP]
+    assert routes and routes[0].table == "l3_fwd"
+    assert compile_owner(after, "n1", "subnet/s1") == compile_node(after, "n1")["subnet/s1"]
