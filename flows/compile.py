@@ -56,7 +56,7 @@ from .cookies import owner_kind
 from .inputs import ClusterIn, PodIn
 from .model import Flow
 from .pod import local_pod_flows, shared_pod_flows
-from .policy import node_independent, policy_flows
+from .policy import node_independent, pod_matters, policy_flows, reuse_vpc_policy
 from .service import service_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
@@ -371,9 +371,12 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
         # frozenset, and sets are built only for the few nodes that need more.
         only = frozenset((change.owner,))
         res: dict[str, frozenset[str]] = {}
-        vpcs = set()
+        key = tuple(change.owner.split("/", 2)[1:])
+        # every state of the pod, wired or not: policy selects pods by what they are (an
+        # unwired pod's address is already a peer), the data path only wired pods
+        states = [(c, p) for c in (before, after) if (p := c.find_pod(*key)) is not None]
+        vpcs = {p.vpc for _, p in states}
         for cluster, pod in _pod_states(change):
-            vpcs.add(pod.vpc)
             res.update(dict.fromkeys(cluster.nodes_with_vpc(pod.vpc), only))
             out[pod.node].add(f"subnet/{pod.subnet}")
         for vpc in vpcs:
@@ -384,12 +387,15 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
                           | _svc_owners(after, vpc))
                 for n in nodes_before ^ nodes_after:
                     out[n] |= owners
-            key = tuple(change.owner.split("/", 2)[1:])
             svcs = _svc_owners_of_pod(before, key) | _svc_owners_of_pod(after, key)
             if svcs:      # a named target port resolved on this pod
                 for n in nodes_before | nodes_after:
                     out[n] |= svcs
-            if policy:
+            if policy and not any(pod_matters(c, p) for c, p in states if p.vpc == vpc):
+                # no selector, group or named-port rule sees the pod in any state: no policy
+                # flow changes anywhere
+                reuse_vpc_policy(before, after, vpc)
+            elif policy:
                 # The pod's node(s): its targets. Every node of the VPC only if the pod changed
                 # what every node sees: a peer address, a named port, a rule's pieces.
                 if (before.find_vpc(vpc) is not None and after.find_vpc(vpc) is not None

@@ -463,6 +463,41 @@ def node_independent(cluster: ClusterIn, vpc: str) -> tuple:
     return hit
 
 
+def pod_matters(cluster: ClusterIn, pod: PodIn) -> bool:
+    """Whether ``pod`` can make a difference to its VPC's policy (``vpc_policy``): it is a
+    NetworkPolicy target, a pod/namespace-selector peer of a rule, a SecurityGroup member (also
+    as another group's remote), in a namespace an SG rule names, or has named ports while an
+    egress rule resolves named ports on its peers. Selectors are evaluated with the functions
+    ``vpc_policy`` uses, on this one pod. When no state of a changed pod matters, the VPC's
+    policy and every policy flow stay as they were (compile.owners_affected)."""
+    pods = [pod]
+    memo: dict = {}
+    for np in cluster.network_policies:
+        if np.namespace == pod.namespace and np_targets(cluster, np, pods, memo):
+            return True
+        for direction, rules in (("ingress", np.ingress), ("egress", np.egress)):
+            for rule in rules:
+                if (direction == "egress" and pod.named_ports
+                        and any(isinstance(pt.port, str) for pt in rule.ports)):
+                    return True
+                for peer in rule.peers:
+                    if peer.ip_block is None and np_peer_pods(cluster, np, peer, pods, memo):
+                        return True
+    for sg in cluster.security_groups:
+        if sg_members(cluster, sg, pods) or any(r.remote_namespace == pod.namespace for r in sg.rules):
+            return True
+    return False
+
+
+def reuse_vpc_policy(before: ClusterIn, after: ClusterIn, vpc: str) -> None:
+    """``after`` differs from ``before`` only by pods that do not matter (``pod_matters``) to
+    ``vpc``: its policy is the same value; take it instead of resolving every selector again."""
+    old, new = before.value_memo(), after.value_memo()
+    for key in (("policy", vpc), ("policy shared", vpc)):
+        if key in old and key not in new:
+            new[key] = old[key]
+
+
 # --- flows -------------------------------------------------------------------------------------
 def _port_masks(lo: int, hi: int) -> list:
     """[lo, hi] as (value, mask) prefixes of 16-bit ports (exact ports as ints)."""
