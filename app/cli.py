@@ -9,15 +9,26 @@ from vpcnet.app import intent, output
 from vpcnet.app.controller import DEFAULT_STATE_DIR, add_arguments as controller_arguments, run as run_controller
 
 
-def _client(args):
+# A read answers in moments; a write (apply, delete, fabric sync) is answered when its outcome is
+# known, which for a large change can take minutes (app/store.py WRITE_TIMEOUT): wait past it.
+READ_TIMEOUT = 60.0
+WRITE_TIMEOUT = 660.0
+
+
+def _client(args, timeout: float = READ_TIMEOUT):
     from vpcnet.app.api import Client
     address = args.api or os.environ.get("VPCNET_API") or f"unix:{os.path.join(args.state_dir, 'api.sock')}"
-    return Client(address, token=args.api_token, cafile=args.cacert)
+    return Client(address, token=args.api_token, cafile=args.cacert, timeout=timeout)
 
 
 def _call(args, method, path, body=None):
+    timeout = READ_TIMEOUT if method == "GET" else WRITE_TIMEOUT
     try:
-        status, payload = _client(args).request(method, path, body)
+        status, payload = _client(args, timeout).request(method, path, body)
+    except TimeoutError:
+        raise SystemExit(f"error: the controller API gave no answer within {timeout:g} s; "
+                         + ("a change may still be applied: check with `vpcnet get`" if method != "GET" else
+                            "it may be overloaded"))
     except (ConnectionError, FileNotFoundError, OSError) as exc:
         raise SystemExit(f"error: cannot reach the controller API ({exc}); is `vpcnet controller` running? "
                          f"(--api / --state-dir)")

@@ -81,11 +81,20 @@ class SetStatusCommand(state_cmd.UpsertObjectCommand):
         super().run_idl(txn)
 
 
+# How long an apply or delete waits for its transaction's outcome. ovsdbapp's default (the
+# connection's 30 s) is meant for small commands; a large manifest can take longer to commit, and
+# a change reported as failed must not have been stored: wait for the outcome, bounded only
+# against a database that stopped answering. (Clients wait longer still: app/cli.py.)
+WRITE_TIMEOUT = 600.0
+
+
 class Store:
-    def __init__(self, api, allocator: Allocator, service_cidr: str = DEFAULT_SERVICE_CIDR):
+    def __init__(self, api, allocator: Allocator, service_cidr: str = DEFAULT_SERVICE_CIDR,
+                 write_timeout: float = WRITE_TIMEOUT):
         self.api = api
         self.allocator = allocator
         self.service_cidr = netaddr.IPNetwork(service_cidr)
+        self.write_timeout = write_timeout
 
     # -- reads -------------------------------------------------------------
     def rows(self, kind: str, namespace: str | None = None):
@@ -400,7 +409,7 @@ class Store:
             return commands
 
         try:
-            commands = self.allocator.transact(build, subnets)
+            commands = self.allocator.transact(build, subnets, timeout=self.write_timeout)
         except IpamError as exc:
             raise StoreError(f"{self._who(exc, requests)}{exc}", exc.status) from exc
         results = []
@@ -592,7 +601,7 @@ class Store:
             raise StoreError(errors, 409)
         subnets = sorted({r[2] for r in releases if r[2]})
         self.allocator.load(subnets)
-        with self.api.transaction(check_error=True, log_errors=False) as txn:
+        with self.api.transaction(check_error=True, log_errors=False, timeout=self.write_timeout) as txn:
             for command in deletes:
                 txn.add(command)
             for vpc, owner, _subnet, node in releases:

@@ -343,17 +343,18 @@ class Allocator:
     def command(self, request: AllocationRequest, attempt: int, pending: set) -> AllocateCommand:
         return AllocateCommand(self.api, request, self.quarantine_ms, attempt, self.cursors, self.rng, pending)
 
-    def transact(self, build, subnets=()):
+    def transact(self, build, subnets=(), timeout: float | None = None):
         """Run `build(new_allocation) -> [commands]` as one transaction, retrying when the unique
         indexes report a lost race. `new_allocation(request)` makes an AllocateCommand that knows
-        about the other allocations of the same transaction. Returns the commands."""
+        about the other allocations of the same transaction. Returns the commands. `timeout`:
+        how long to wait for the transaction's outcome (default: the connection's)."""
         self.load(subnets)
         last = None
         for attempt in range(MAX_ATTEMPTS):
             pending: set = set()
             commands = build(lambda request: self.command(request, attempt, pending))
             try:
-                with self.api.transaction(check_error=True, log_errors=False) as txn:
+                with self.api.transaction(check_error=True, log_errors=False, timeout=timeout) as txn:
                     for command in commands:
                         txn.add(command)
                 return commands

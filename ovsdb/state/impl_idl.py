@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ovsdbapp.backend import ovs_idl
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection
+from ovsdbapp.backend.ovs_idl import transaction as ovs_transaction
 
 from vpcnet.ovsdb.state import api as state_api
 from vpcnet.ovsdb.state import commands as cmd
@@ -26,6 +27,12 @@ class StateApi(ovs_idl.Backend, state_api.API):
             self.create_index(table, "name")
         if start:
             self.start_connection(connection)
+
+    def create_transaction(self, check_error=False, log_errors=True, timeout: float | None = None, **kwargs):
+        """ovsdbapp's transaction, with ``timeout`` (seconds to wait for its outcome) if given:
+        a large change must report the outcome it had, not a timeout while it still commits."""
+        return ovs_transaction.Transaction(self, self.ovsdb_connection, timeout or self.ovsdb_connection.timeout,
+                                           check_error, log_errors)
 
     @property
     def idl(self) -> state_idl.StateIdl:

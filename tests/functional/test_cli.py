@@ -93,3 +93,24 @@ def test_tcp_api_requires_the_bearer_token(tmp_path):
         assert status == 401
     finally:
         ctl.stop()
+
+
+def test_a_write_without_an_answer_says_it_may_still_be_applied(tmp_path, monkeypatch, capsys):
+    """A controller that accepts the request but does not answer in time (a real unix socket that
+    never replies): the CLI must not claim the controller is unreachable or the change refused."""
+    import socket
+
+    import pytest
+
+    from vpcnet.app import cli
+    path = tmp_path / "api.sock"
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(path))
+    silent.listen(4)
+    monkeypatch.setattr(cli, "WRITE_TIMEOUT", 0.5)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["--api", f"unix:{path}", "apply", "-f", str(ROOT / "examples" / "00-vpcs.yaml")])
+    finally:
+        silent.close()
+    assert "gave no answer within 0.5 s" in str(exc.value) and "may still be applied" in str(exc.value), exc.value

@@ -3,6 +3,7 @@ cluster-wide, kept across re-applies, spec values honoured, clashes refused nami
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -46,3 +47,28 @@ def test_a_taken_cluster_ip_or_node_port_is_refused_and_nothing_is_stored(store,
     with pytest.raises(StoreError, match=words):
         store.apply(intent.validate_all([doc]))
     assert store.row("Service", "web", "d") is None
+
+
+def test_a_change_slower_than_the_connection_timeout_reports_its_real_outcome(state_db):
+    """An apply or delete waits for its transaction's outcome (Store.write_timeout), not for the
+    connection's timeout meant for small commands: before, a large apply was reported as a
+    timeout although it went on to commit every object."""
+    from vpcnet.app.ipam.allocator import Allocator
+    from vpcnet.app.store import Store
+    from vpcnet.ovsdb.state.impl_idl import connect
+    api = connect(state_db, timeout=0.3)
+    try:
+        store = Store(api, Allocator(api))
+        objs = intent.validate_all([service(f"s{i}", kind="ClusterIP") for i in range(3000)])
+        t0 = time.monotonic()
+        results = store.apply(objs)
+        took = time.monotonic() - t0
+        assert took > 0.3, f"the apply took {took:.2f} s: too fast to show anything, make it bigger"
+        assert [r["result"] for r in results] == ["created"] * 3000
+        assert len(store.rows("Service", "web")) == 3000
+        t0 = time.monotonic()
+        deleted = store.delete([("Service", "web", f"s{i}") for i in range(3000)])
+        assert time.monotonic() - t0 > 0.3 and [r["result"] for r in deleted] == ["deleted"] * 3000
+        assert store.rows("Service", "web") == []
+    finally:
+        api.stop()
