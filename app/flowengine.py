@@ -139,6 +139,7 @@ class FlowEngine:
         self._full = True
         self._policy_dirty = False
         self._services_dirty = False
+        self._service_cache: dict = {}   # topology.services: each Service's conversion, by its texts
         self._ports_dirty: set[tuple[int, str]] = set()
         self._rows_seen: dict[str, object] = {}   # table -> its IDL row dict at the last build
         self._dpid_of: tuple[object, dict[str, int]] = (None, {})
@@ -361,7 +362,7 @@ class FlowEngine:
 
     def _services(self) -> topology.Services:
         return topology.services(*(self.api.list_objects(t).execute(check_error=True)
-                                   for t in ("Vpc", "Namespace") + SERVICE_TABLES))
+                                   for t in ("Vpc", "Namespace") + SERVICE_TABLES), cache=self._service_cache)
 
     def _security(self) -> topology.Security:
         return topology.security(*(self.api.list_objects(t).execute(check_error=True) for t in POLICY_TABLES))

@@ -206,13 +206,19 @@ def namespace_vpcs(vpc_rows, ns_rows) -> dict[str, str]:
     return out
 
 
-def services(vpc_rows, ns_rows, svc_rows, ep_rows) -> Services:
+def services(vpc_rows, ns_rows, svc_rows, ep_rows, cache: dict | None = None) -> Services:
     """Service rows (spec + the cluster IP the store allocated) with their Endpoints rows ->
     compiler input. A Service that cannot be converted, or whose cluster IP or node port another
-    one holds, is left out with a problem (older one wins)."""
+    one holds, is left out with a problem (older one wins).
+
+    ``cache`` (a dict the caller keeps between calls): each Service's conversion, kept with the
+    texts it came from (its VPC, spec, status and Endpoints spec), so a pass after one Service or
+    Endpoints changed converts that one again, not all of them (Endpoints change whenever a pod's
+    readiness does: the most frequent change there is)."""
     vpc_of = namespace_vpcs(vpc_rows, ns_rows)
     known_vpcs = {r.name for r in vpc_rows}
-    endpoints = {(r.namespace, r.name): _json(r.spec) for r in ep_rows}
+    endpoints = {(r.namespace, r.name): r.spec for r in ep_rows}
+    fresh: dict = {}
     out, problems, ips, node_ports = [], [], {}, {}
     for row in sorted(svc_rows, key=lambda r: (r.created_ms, r.namespace, r.name)):
         who = f"Service/{row.namespace}/{row.name}"
@@ -220,15 +226,13 @@ def services(vpc_rows, ns_rows, svc_rows, ep_rows) -> Services:
         if vpc not in known_vpcs:
             problems.append(f"{who}: namespace {row.namespace!r} belongs to no known VPC ({vpc!r}); left out")
             continue
-        spec, status = _json(row.spec), _json(row.status)
-        spec = {**spec, "ports": [dict(p, nodePort=p.get("nodePort") or (status.get("nodePorts") or {}).get(
-            p.get("name", ""), [None])[0]) for p in spec.get("ports") or ()]}
-        spec["ports"] = [{k: v for k, v in p.items() if v is not None} for p in spec["ports"]]
-        try:
-            svc = ServiceIn.from_spec(row.namespace, row.name, vpc, spec, status.get("clusterIP"),
-                                      endpoints.get((row.namespace, row.name)))
-        except (InputError, KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{who}: {exc}")
+        key = (row.namespace, row.name)
+        texts = (vpc, row.spec, row.status, endpoints.get(key))
+        hit = cache.get(key) if cache is not None else None
+        svc = hit[1] if hit is not None and hit[0] == texts else _service_in(row.namespace, row.name, *texts)
+        fresh[key] = (texts, svc)
+        if isinstance(svc, str):
+            problems.append(f"{who}: {svc}")
             continue
         clash = ips.get(svc.cluster_ip) if svc.cluster_ip else None
         clash = clash or next((node_ports[(p.node_port, p.protocol)] for p in svc.ports
@@ -242,7 +246,23 @@ def services(vpc_rows, ns_rows, svc_rows, ep_rows) -> Services:
             if p.node_port:
                 node_ports[(p.node_port, p.protocol)] = who
         out.append(svc)
+    if cache is not None:     # what is gone goes from the cache too
+        cache.clear()
+        cache.update(fresh)
     return Services(tuple(out), tuple(problems))
+
+
+def _service_in(namespace: str, name: str, vpc: str, spec_text, status_text, endpoints_text):
+    """One Service row's compiler input, or why it cannot be converted (a string)."""
+    spec, status = _json(spec_text), _json(status_text)
+    spec = {**spec, "ports": [dict(p, nodePort=p.get("nodePort") or (status.get("nodePorts") or {}).get(
+        p.get("name", ""), [None])[0]) for p in spec.get("ports") or ()]}
+    spec["ports"] = [{k: v for k, v in p.items() if v is not None} for p in spec["ports"]]
+    try:
+        return ServiceIn.from_spec(namespace, name, vpc, spec, status.get("clusterIP"),
+                                   _json(endpoints_text) if endpoints_text is not None else None)
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        return str(exc)
 
 
 def _named_ports(spec: dict) -> tuple:

@@ -265,13 +265,20 @@ def test_peering_from_vpc_specs_and_why_one_is_not_established():
     assert "Vpc/copy: cannot peer with 'lab': 10.50.0.0/25 overlaps 10.50.0.0/24" in problems
 
 
+def svc_row(ns, name, created, ip, node_ports=None, ports=(("http", 80),)):
+    spec = {"type": "NodePort" if node_ports else "ClusterIP",
+            "ports": [{"name": n, "port": p, "protocol": "TCP", "targetPort": 8080} for n, p in ports]}
+    status = {"clusterIP": ip, "nodePorts": {n: [p, "TCP"] for n, p in (node_ports or {}).items()}}
+    return SimpleNamespace(namespace=ns, name=name, created_ms=created, spec=json.dumps(spec),
+                           status=json.dumps(status))
+
+
+def ep_row(ns, name, *ips):
+    return SimpleNamespace(namespace=ns, name=name, spec=json.dumps({"subsets": [
+        {"addresses": [{"ip": ip, "nodeName": "node-1"} for ip in ips], "ports": [{"name": "http", "port": 8080}]}]}))
+
+
 def test_services_from_rows_with_their_vpc_cluster_ip_and_endpoints():
-    def svc_row(ns, name, created, ip, node_ports=None, ports=(("http", 80),)):
-        spec = {"type": "NodePort" if node_ports else "ClusterIP",
-                "ports": [{"name": n, "port": p, "protocol": "TCP", "targetPort": 8080} for n, p in ports]}
-        status = {"clusterIP": ip, "nodePorts": {n: [p, "TCP"] for n, p in (node_ports or {}).items()}}
-        return SimpleNamespace(namespace=ns, name=name, created_ms=created, spec=json.dumps(spec),
-                               status=json.dumps(status))
     vpcs = [SimpleNamespace(name="finance", zone=[1], vni=50000, spec=json.dumps({"namespaces": ["trading"]})),
             SimpleNamespace(name="retail", zone=[2], vni=50001, spec="{}")]
     namespaces = [SimpleNamespace(name="shop", labels={}, spec=json.dumps({"vpc": "retail"}))]
@@ -291,3 +298,20 @@ def test_services_from_rows_with_their_vpc_cluster_ip_and_endpoints():
     emptied = topology.with_services(topo, topology.Services())
     assert emptied.cluster.services == () and emptied.changed_services
     assert not any(p.startswith("Service/") for p in emptied.problems)
+
+
+def test_a_pass_with_the_cache_converts_only_what_changed_and_forgets_what_went():
+    vpcs = [SimpleNamespace(name="finance", zone=[1], vni=50000, spec=json.dumps({"namespaces": ["trading"]}))]
+    rows = [svc_row("trading", f"s{i}", i, f"10.96.0.{i + 2}") for i in range(4)]
+    eps = [ep_row("trading", f"s{i}", f"10.10.0.{i + 5}") for i in range(4)]
+    cache: dict = {}
+    first = topology.services(vpcs, [], rows, eps, cache)
+    eps[1] = ep_row("trading", "s1", "10.10.0.99")                    # an endpoint moved
+    rows[2] = svc_row("trading", "s2", 2, "10.96.0.4", ports=(("http", 81),))   # a port changed
+    del rows[3], eps[3]                                               # a Service deleted
+    second = topology.services(vpcs, [], rows, eps, cache)
+    assert second == topology.services(vpcs, [], rows, eps), "the cache changes nothing in the result"
+    assert [e.ip for e in second.services[1].endpoints] == ["10.10.0.99"]
+    assert second.services[2].ports[0].port == 81 and [s.name for s in second.services] == ["s0", "s1", "s2"]
+    assert second.services[0] is first.services[0], "an unchanged Service is not converted again"
+    assert set(cache) == {("trading", "s0"), ("trading", "s1"), ("trading", "s2")}
