@@ -253,8 +253,8 @@ class Pipeline:
                 if tp is Goto or tp is Ct or tp is Resubmit:
                     if (t.name, tp, a.table) not in ok:
                         break
-                elif isinstance(a, (Goto, Ct, Resubmit)):
-                    break
+                elif isinstance(a, (Goto, Ct, Resubmit, Learn)):
+                    break             # learn actions are few: always checked in full
             else:
                 return flow
         self._check(flow, t)

@@ -6,6 +6,7 @@ import pytest
 from flow_golden import assert_golden
 from vpcnet.flows.fields import FROM_POD, SUBNET_ID, VPC_ID
 from vpcnet.flows.model import ARP, IP, Ct, DecTtl, Flow, FlowError, Goto, Match, Output, Resubmit, SetField
+from vpcnet.flows.learn import Learn
 from vpcnet.flows.pipeline import PIPELINE, Pipeline, Stage, Table
 
 EXPECTED_IDS = {
@@ -44,6 +45,13 @@ def test_goto_to_undeclared_next_table_rejected():
 def test_ct_recirculation_is_checked_like_goto():
     with pytest.raises(FlowError, match="backward"):
         PIPELINE.flow("ct_commit", 10, Match(IP), (Ct(table="ct_state"),), owner="base")
+
+
+@pytest.mark.parametrize("target", ["nope", "l2_fwd"])
+def test_a_learn_into_an_undeclared_or_not_learned_table_is_rejected_when_built(target):
+    PIPELINE.flow("output", 10, Match(), (Output(1),), owner="base")   # the table's fast path is warm
+    with pytest.raises(FlowError, match="learn into"):
+        PIPELINE.flow("output", 10, Match(), (Learn(table=target, priority=1, loads=(VPC_ID,)),), owner="base")
 
 
 def test_undeclared_table_rejected():
