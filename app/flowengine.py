@@ -33,8 +33,9 @@ from vpcnet.app.metrics import Metrics
 from vpcnet.app.oflink import DatapathLink, LinkError
 from vpcnet.app import service_reject
 from vpcnet.app.policy_audit import SERVICE, DenyLog
+from vpcnet.app.reconcile_groups import GroupConflict
 from vpcnet.app.reconciler import Reconciler
-from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected
+from vpcnet.flows import Change, ClusterIn, compile_node, compile_owner, owners_affected, owners_on_node
 from vpcnet.flows import policy as flow_policy
 from vpcnet.flows import service as flow_service
 from vpcnet.flows.compile import EMPTY
@@ -457,8 +458,11 @@ class FlowEngine:
                              ", ".join(missing), self.restart_grace)
                 else:
                     ok &= self._reconcile_node(node, link, topo, before, affected)
-            except LinkError as exc:
-                LOG.error("datapath %016x (%s): %s", dpid, node or "unknown", exc)
+            except Exception as exc:  # noqa: BLE001 - one bridge's trouble never holds the others back
+                if isinstance(exc, LinkError):
+                    LOG.error("datapath %016x (%s): %s", dpid, node or "unknown", exc)
+                else:
+                    LOG.exception("datapath %016x (%s): reconcile failed", dpid, node or "unknown")
                 self.metrics.errors.labels(where="reconcile").inc()
                 rec = self.reconcilers.get(node or "")
                 if rec is not None:
@@ -485,28 +489,65 @@ class FlowEngine:
             spec = topo.node_specs.get(node, {})
             rec = Reconciler(node, link, self.metrics, ovsdb=spec.get("ovsdb"), bridge=spec.get("bridge", "br-int"),
                              meters=self.meters)
-            rec.resync(compile_node(topo.cluster, node))
+            desired, bad = self._compile_node(topo.cluster, node)
+            try:
+                rec.resync(desired)
+            except (ofwire.UnsupportedFlow, GroupConflict):
+                more = rec.uninstallable(desired)     # which owners: resync without them
+                for owner, exc in sorted(more.items()):
+                    LOG.error("%s: flows of %s not installed: %s", node, owner, exc)
+                    self.metrics.errors.labels(where="plan").inc()
+                bad |= set(more)
+                rec.resync({o: f for o, f in desired.items() if o not in more})
+            rec.failed = bad
             rec.cluster = topo.cluster
             self.dropping.discard(link.dp.id)
             with self.lock:
                 self.reconcilers[node] = rec
-            return True
+            return not bad
         if rec.cluster is not None and rec.cluster is before and affected is not None:
             # Incremental: only the owners this pass's changes touch on this node (compile.py
             # says which), plus any owner whose last bundle failed.
             owners = set(affected.get(node, ())) | rec.failed
-            changes = {o: compile_owner(topo.cluster, node, o) for o in owners}
+            changes, bad = {}, set()
+            for o in owners:
+                try:
+                    changes[o] = compile_owner(topo.cluster, node, o)
+                except Exception:  # noqa: BLE001 - a compiler bug in one owner: log it, keep the rest
+                    LOG.exception("%s: compiling %s failed; its flows stay as they were", node, o)
+                    self.metrics.errors.labels(where="compile").inc()
+                    bad.add(o)
         else:
-            desired = compile_node(topo.cluster, node)
+            desired, bad = self._compile_node(topo.cluster, node)
             with rec.lock:
                 owners = set(rec.installed)
-            changes = {o: desired.get(o, EMPTY) for o in owners | set(desired)}
+            changes = {o: desired.get(o, EMPTY) for o in owners | set(desired) if o not in bad}
         failed = rec.apply(changes)
-        rec.failed = set(failed)
+        rec.failed = set(failed) | bad
         if not failed and topo.changed_services and rec.cluster is before and before is not None:
             self._flush_gone_udp(node, link, before, topo.cluster)
         rec.cluster = topo.cluster
-        return not failed
+        return not (failed or bad)
+
+    def _compile_node(self, cluster: ClusterIn, node: str) -> tuple[dict, set[str]]:
+        """compile_node, or, if it raises, every owner of the node compiled alone: (flows by
+        owner, the owners that failed, logged and counted; their flows stay as they were)."""
+        try:
+            return compile_node(cluster, node), set()
+        except Exception:  # noqa: BLE001 - find the owner(s) at fault, serve the others
+            LOG.exception("%s: compiling the node failed; compiling its owners one by one", node)
+        desired, bad = {}, set()
+        for o in sorted(owners_on_node(cluster, node)):
+            try:
+                flows = compile_owner(cluster, node, o)
+            except Exception:  # noqa: BLE001
+                LOG.exception("%s: compiling %s failed; its flows are not updated", node, o)
+                self.metrics.errors.labels(where="compile").inc()
+                bad.add(o)
+                continue
+            if flows:
+                desired[o] = flows
+        return desired, bad
 
     def _flush_gone_udp(self, node: str, link: DatapathLink, before: ClusterIn, after: ClusterIn) -> None:
         """Once the new buckets are in: delete the conntrack entries of UDP endpoints that left a

@@ -65,6 +65,10 @@ from vpcnet.flows.model import Flow, Group, Meter
 from vpcnet.flows.pipeline import LEARNED_TABLES, PIPELINE
 
 LOG = logging.getLogger(__name__)
+# Why an owner's flows may not go in: the switch refused them, or they cannot be expressed
+# (an action os-ken cannot encode, a group id another owner holds). One owner's such error
+# never keeps the others out (Reconciler.apply).
+UNINSTALLABLE = (LinkError, ofwire.UnsupportedFlow, groups_.GroupConflict)
 
 OwnerFlows = dict[str, frozenset[Flow | Group]]
 _NOT_ROUND = ~cookies.mask_round() & 0xFFFFFFFFFFFFFFFF
@@ -218,6 +222,30 @@ class Reconciler:
         return sorted(failed)
 
     # --- full resync on connect --------------------------------------------------------------
+    def uninstallable(self, desired: OwnerFlows) -> dict[str, Exception]:
+        """The owners of ``desired`` that no bundle can carry, and why: a flow or group os-ken
+        cannot encode, a group given twice, or a group id another owner holds too (both named).
+        For ``resync``, which takes a node's whole desired state at once."""
+        out: dict[str, Exception] = {}
+        claims: dict[int, list[str]] = defaultdict(list)
+        for owner, items in sorted(desired.items()):
+            try:
+                flows, groups = groups_.split(items)
+                for f in flows.values():
+                    self._add(f)
+                for g in groups.values():
+                    groups_.add(g)
+            except (ofwire.UnsupportedFlow, groups_.GroupConflict) as exc:
+                out[owner] = exc
+                continue
+            for gid in groups:
+                claims[gid].append(owner)
+        for gid, owners in claims.items():
+            if len(owners) > 1:
+                for owner in owners:
+                    out.setdefault(owner, groups_.GroupConflict(f"group {gid} is held by {', '.join(owners)}"))
+        return out
+
     def resync(self, desired: OwnerFlows) -> None:
         t0 = time.monotonic()
         stored = None
@@ -381,8 +409,9 @@ class Reconciler:
 
     def apply(self, changes: OwnerFlows) -> list[str]:
         """Bring ``changes`` (owner -> its complete set of flows and groups; empty = remove the
-        owner) onto the switch. Returns the owners that failed (logged and counted). Raises
-        ``ofwire.UnsupportedFlow`` / ``reconcile_groups.GroupConflict`` (nothing sent)."""
+        owner) onto the switch. Returns the owners that failed (logged with the owner and
+        counted): refused by the switch, or not expressible at all (``ofwire.UnsupportedFlow``,
+        ``reconcile_groups.GroupConflict``); the other owners go in all the same."""
         if not changes:
             return []
         t0 = time.monotonic()
@@ -392,12 +421,12 @@ class Reconciler:
             changes = {o: fg for o, fg in changes.items() if self._differs_split(o, fg)}
             if not changes:
                 return []
-            messages, counts, new, sent = self._plan(changes)
             try:
+                messages, counts, new, sent = self._plan(changes)
                 self._commit(messages, counts)
                 self._adopt(new, sent)
-            except LinkError as exc:
-                if len(changes) == 1 or self.link.closed:
+            except UNINSTALLABLE as exc:
+                if self.link.closed or (len(changes) == 1 and isinstance(exc, LinkError)):
                     failed = list(changes)
                     LOG.error("%s: flows of %s not installed: %s", self.node, ", ".join(sorted(changes)), exc)
                 else:
@@ -406,9 +435,11 @@ class Reconciler:
                             messages, counts, new, sent = self._plan({owner: flows})
                             self._commit(messages, counts)
                             self._adopt(new, sent)
-                        except (LinkError, groups_.GroupConflict) as one:
+                        except UNINSTALLABLE as one:
                             failed.append(owner)
                             LOG.error("%s: flows of %s not installed: %s", self.node, owner, one)
+                            if not isinstance(one, LinkError):   # the switch's refusals are counted as such
+                                self.metrics.errors.labels(where="plan").inc()
             self._publish()
         self.metrics.reconcile_seconds.labels(node=self.node, kind="incremental").observe(time.monotonic() - t0)
         return failed

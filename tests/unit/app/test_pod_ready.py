@@ -106,3 +106,32 @@ def test_wait_pod_ready_wakes_on_the_pass_not_on_a_poll():
     (ready, _), at = answers[0]
     assert ready and at - done < 0.25          # the notify, not the 0.5 s re-check
     assert eng.wait_pod_ready("trading", "a", 0.05, {"ofport": 10})[0] is False
+
+
+def test_a_compiler_error_in_one_owner_leaves_it_out_and_serves_the_rest(monkeypatch):
+    """A bug that makes one owner's compile raise costs that owner only: logged, counted, retried
+    on the next pass; the node's other owners (here the new pod's subnet flood) still go in."""
+    from vpcnet.app import flowengine
+    eng, rec = engine(build([POD_A], {PORT_A: 7}))
+    eng.metrics = rec.metrics
+    real = flowengine.compile_owner
+
+    def compile_owner_with_a_bug(cluster, node, owner):
+        if owner == "pod/trading/b":
+            raise RuntimeError("compiler bug")
+        return real(cluster, node, owner)
+
+    def compile_node_with_a_bug(cluster, node):
+        raise RuntimeError("compiler bug")
+    monkeypatch.setattr(flowengine, "compile_owner", compile_owner_with_a_bug)
+    monkeypatch.setattr(flowengine, "compile_node", compile_node_with_a_bug)
+    after = build([POD_A, POD_B], {PORT_A: 7, PORT_B: 8})
+    desired, bad = eng._compile_node(after.cluster, "node-1")
+    assert bad == {"pod/trading/b"} and desired["pod/trading/a"] == real(after.cluster, "node-1", "pod/trading/a")
+    before = eng.topology.cluster
+    eng.topology = after
+    ok = eng._reconcile_node("node-1", rec.link, after, before, changed_owners_by_node(before, after.cluster))
+    assert not ok and rec.failed == {"pod/trading/b"} and "pod/trading/b" not in rec.installed
+    assert rec.installed["subnet/trading-a"] == rec._rounded(real(after.cluster, "node-1", "subnet/trading-a"))
+    errors = rec.metrics.registry.get_sample_value("vpcnet_handler_errors_total", {"where": "compile"})
+    assert errors == 2

@@ -194,19 +194,26 @@ def test_audit_looks_again_under_the_lock_if_a_bundle_went_in_meanwhile():
     assert rec.installed[extra_owner] == rec._rounded(late)
 
 
-def test_unsupported_flow_raises_and_leaves_switch_and_cache_alone():
-    dp, link, rec, _ = setup()
+def test_an_unsupported_owner_is_left_out_and_the_others_go_in():
+    dp, link, rec, metrics = setup()
     d = desired()
     rec.resync(d)
     flows_before, commits = dict(dp.flows), dp.commits
     bad = frozenset({Flow("classifier", 10, Match(vlan_tci=(0x3064, 0x3FFF)), (Controller(max_len=100),),
                           cookies.cookie(0, 6, "policy/x"))})
-    with pytest.raises(ofwire.UnsupportedFlow, match="PCP"):
-        rec.apply({"policy/x": bad})
+    good = frozenset({Flow("l2_fwd", 665, Match(reg2=1), (Output(1),), cookies.cookie(0, 5, "pod/x/good"))})
+    assert rec.apply({"policy/x": bad}) == ["policy/x"]
     assert "policy/x" not in rec.installed and dp.flows == flows_before and dp.commits == commits
+    assert rec.apply({"policy/x": bad, "pod/x/good": good}) == ["policy/x"]
+    assert "policy/x" not in rec.installed and rec.installed["pod/x/good"] == rec._rounded(good)
+    assert len(dp.flows) == len(flows_before) + 1
+    assert metric(metrics, "vpcnet_handler_errors_total", where="plan") == 2
+    # a resync takes a node's whole state at once: it refuses it, and names the owner at fault
+    fresh = Reconciler("node-1", link, Metrics())
     with pytest.raises(ofwire.UnsupportedFlow):
-        Reconciler("node-1", link, Metrics()).resync({**d, "policy/x": bad})
-    assert dp.flows == flows_before and dp.commits == commits and dp.bundles == {}
+        fresh.resync({**d, "policy/x": bad})
+    assert dp.bundles == {}
+    assert set(fresh.uninstallable({**d, "policy/x": bad})) == {"policy/x"}
 
 
 def test_refused_resync_keeps_the_previous_round_and_cache():

@@ -172,15 +172,18 @@ def test_a_group_moves_between_owners_in_one_apply_without_a_delete():
 
 
 def test_two_owners_holding_one_group_id_is_refused_before_anything_is_sent():
-    dp, link, rec, _ = setup()
+    dp, link, rec, metrics = setup()
     rec.resync({SVC: service()})
     start = len(dp.messages)
-    with pytest.raises(GroupConflict, match="group 100"):
-        rec.apply({"svc/default/web2": service(owner="svc/default/web2", port=81)})
+    assert rec.apply({"svc/default/web2": service(owner="svc/default/web2", port=81)}) == ["svc/default/web2"]
     assert len(dp.messages) == start and rec.group_owner == {100: SVC}
+    assert metrics.registry.get_sample_value("vpcnet_handler_errors_total", {"where": "plan"}) == 1
+    both = {SVC: service(), "svc/x/y": service(owner="svc/x/y", port=81)}
+    fresh = Reconciler("node-1", link, Metrics())
     with pytest.raises(GroupConflict):
-        Reconciler("node-1", link, Metrics()).resync({SVC: service(), "svc/x/y": service(owner="svc/x/y", port=81)})
+        fresh.resync(both)
     assert len(dp.messages) == start + 2     # the new reconciler's group and flow dumps only
+    assert set(fresh.uninstallable(both)) == {SVC, "svc/x/y"}, "both holders are named"
 
 
 def test_borrowed_groups_are_left_alone_and_an_unreferenced_extra_goes():
