@@ -21,7 +21,7 @@ class _Snapshots:
         self.lock = threading.Lock()
         self.flows: dict[str, dict[tuple[str, str], int]] = {}       # node -> (table, feature) -> n
         self.groups: dict[str, int] = {}                              # node -> groups vpcnet holds there
-        self.tables: dict[str, dict[str, tuple[int, int]]] = {}     # node -> table -> (packets, bytes)
+        self.tables: dict[str, dict[str, tuple[int, int]]] = {}     # node -> table -> (packets, bytes) so far
 
     def describe(self):
         return []
@@ -30,9 +30,10 @@ class _Snapshots:
         flows = GaugeMetricFamily("vpcnet_flows", "Flows vpcnet holds on a bridge, by table and feature",
                                   labels=["node", "table", "feature"])
         packets = CounterMetricFamily("vpcnet_table_packets", "Packets matched by vpcnet flows, per table "
-                                      "(from the last flow dump)", labels=["node", "table"])
+                                      "(accumulated by each audit's flow dump; a deleted flow keeps what it "
+                                      "counted)", labels=["node", "table"])
         octets = CounterMetricFamily("vpcnet_table_bytes", "Bytes matched by vpcnet flows, per table "
-                                     "(from the last flow dump)", labels=["node", "table"])
+                                     "(accumulated like vpcnet_table_packets)", labels=["node", "table"])
         groups = GaugeMetricFamily("vpcnet_groups", "Groups vpcnet holds on a bridge", labels=["node"])
         with self.lock:
             for node, counts in sorted(self.flows.items()):

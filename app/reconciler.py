@@ -132,6 +132,10 @@ class Reconciler:
         self._seen: dict[bytes, tuple] = {}     # raw entry (_entry_memo_key) -> (key, signature), last audit
         self._generation = 0                    # bumped by every committed bundle
         self._counts: dict[tuple[str, str], int] = defaultdict(int)   # (table, feature) -> installed flows
+        # per-table packet/byte counters, monotonic: the counts each flow had at the last audit,
+        # and what the tables have accumulated (a flow deleted keeps what it counted)
+        self._flow_counts: dict[tuple, tuple[int, int]] = {}
+        self._table_totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
     # --- helpers ---------------------------------------------------------------------------
     def _rounded(self, flows: frozenset) -> dict[tuple, Flow]:
@@ -474,13 +478,11 @@ class Reconciler:
                     del self._sent[flow]
                     self._ident[flow] = ident
 
-    def _read(self, entries: list) -> tuple[list, dict]:
-        """[(key, signature, memo key, entry)] of a raw dump, and per-table packet/byte counts.
-        Identities come from the last audit's memo when the entry's bytes are the same."""
+    def _read(self, entries: list) -> list:
+        """[(key, signature, memo key, entry)] of a raw dump. Identities come from the last
+        audit's memo when the entry's bytes are the same."""
         memo, fresh = self._seen, {}
         out = []
-        tables: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        names = ofcompare.table_names()
         for s, raw in entries:
             if s.table_id in _LEARNED_TABLE_IDS and not s.cookie >> cookies.ROUND_SHIFT:
                 continue   # learned by the switch (round 0): not ours to audit
@@ -494,11 +496,29 @@ class Reconciler:
                 fresh[mkey] = ident
                 key, sig = ident
             out.append((key, sig, mkey, s))
-            t = tables[names.get(s.table_id, str(s.table_id))]
-            t[0] += s.packet_count
-            t[1] += s.byte_count
         self._seen = fresh
-        return out, tables
+        return out
+
+    def _accumulate_tables(self, seen: list) -> dict[str, tuple[int, int]]:
+        """Add what every dumped flow counted since the last audit to its table's totals (a new
+        flow, or one whose counts went down, i.e. re-added: all it has); table -> (packets, bytes).
+        Summing the dump itself would go down whenever flows are deleted, which Prometheus reads
+        as a counter reset."""
+        names = ofcompare.table_names()
+        last, now, totals = self._flow_counts, {}, self._table_totals
+        for key, _, _, s in seen:
+            packets, octets = s.packet_count, s.byte_count
+            prev = last.get(key)
+            if prev is not None and packets >= prev[0] and octets >= prev[1]:
+                dp, db = packets - prev[0], octets - prev[1]
+            else:
+                dp, db = packets, octets
+            t = totals[names.get(s.table_id, str(s.table_id))]
+            t[0] += dp
+            t[1] += db
+            now[key] = (packets, octets)
+        self._flow_counts = now
+        return {k: (v[0], v[1]) for k, v in totals.items()}
 
     def read_back(self) -> tuple[list[Flow], list]:
         """Read back from the switch: (the installed flows found there exactly as desired, as
@@ -506,7 +526,7 @@ class Reconciler:
         ``FlowEngine.installed`` computes with ``desired_signature``/``stats_signature`` per
         flow, from the cached signatures and the raw dump instead. Changes nothing."""
         entries = self.link.dump_flows(raw=True, slices=dump_slices(len(self.owner_of)))
-        seen, _ = self._read(entries)
+        seen = self._read(entries)
         self._identify_sent()
         with self.lock:
             wanted = {self._identity(f)[1]: f for flows in self.installed.values() for f in flows.values()}
@@ -528,16 +548,17 @@ class Reconciler:
         generation = self._generation
         slices = dump_slices(len(self.owner_of))
         on_switch = {e.group_id: e for e in self.link.dump_groups()}
-        seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
+        seen = self._read(self.link.dump_flows(raw=True, slices=slices))
         index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
         self._identify_sent()
         with self.lock:
             if self._generation != generation:   # a bundle went in meanwhile: look again, now locked
                 on_switch = {e.group_id: e for e in self.link.dump_groups()}
-                seen, tables = self._read(self.link.dump_flows(raw=True, slices=slices))
+                seen = self._read(self.link.dump_flows(raw=True, slices=slices))
                 index = {key: (sig, mkey) for key, sig, mkey, _ in seen}
+            totals = self._accumulate_tables(seen)
             with self.metrics.snapshots.lock:
-                self.metrics.snapshots.tables[self.node] = {k: (v[0], v[1]) for k, v in tables.items()}
+                self.metrics.snapshots.tables[self.node] = totals
             accounting = self.accounting
             self.counted = {key: (accounting[key], s.packet_count, s.byte_count)
                             for key, _, _, s in seen if key in accounting} if accounting else {}

@@ -269,3 +269,23 @@ def test_read_back_equals_the_per_flow_signature_comparison():
     got_ours, got_other = rec.read_back()
     assert got_ours == ours and len(ours) == n_flows(d) - 1
     assert sorted(ofcompare.describe_stats(s) for s in got_other) == sorted(other) and len(other) == 2
+
+
+def test_table_counters_never_go_down_when_flows_leave():
+    """vpcnet_table_packets/bytes_total are counters: a deleted flow keeps what it counted, a new
+    one adds its counts (the fake switch reports 3 packets / 300 bytes for every flow)."""
+    dp, link, rec, metrics = setup()
+    d = desired()
+    rec.resync(d)
+    rec.audit()
+    l2 = PIPELINE.id("l2_fwd")
+    first = metrics.snapshots.tables["node-1"]["l2_fwd"]
+    assert first == (3 * sum(1 for k in dp.flows if k[0] == l2), 300 * sum(1 for k in dp.flows if k[0] == l2))
+    pod = next(o for o, fs in d.items() if o.startswith("pod/") and any(f.table == "l2_fwd" for f in fs))
+    assert rec.apply({pod: frozenset()}) == []
+    rec.audit()
+    assert metrics.snapshots.tables["node-1"]["l2_fwd"] == first, "the deleted flows' counts stay"
+    new = frozenset({Flow("l2_fwd", 665, Match(reg2=1), (Output(1),), cookies.cookie(0, 5, "pod/x/new"))})
+    assert rec.apply({"pod/x/new": new}) == []
+    rec.audit()
+    assert metrics.snapshots.tables["node-1"]["l2_fwd"] == (first[0] + 3, first[1] + 300)
