@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.functional.brint import VPCS, Fabric, final_action
-from vpcnet.flows import inputs
+from vpcnet.flows import cookies, inputs
 
 ROUTER_MAC_RE = re.compile(r"0e:76:70:ff:[0-9a-f]{2}:[0-9a-f]{2}")
 
@@ -201,6 +201,27 @@ def test_flows_cli_compiled_equals_installed(fabric):
     r = subprocess.run([sys.executable, "-m", "vpcnet.app.cli", "--state-dir", str(fabric.state), "flows", "node-1",
                         "--table", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "table: 'nope' is not a br-int table" in r.stderr
+
+
+def test_a_cookie_mask_dumps_one_feature_and_one_owner_from_the_bridge(fabric):
+    """The cookie layout at work on a real bridge: ``ovs-ofctl dump-flows cookie=C/M`` shows one
+    feature's flows (all the pods'), or one owner's, exactly as many as the compiler made."""
+    setup_cluster(fabric)
+    ovs = fabric.nodes["node-1"]
+
+    def dump(c: int, m: int) -> list[str]:
+        out = ovs.ofctl("dump-flows", "br-int", f"cookie={c:#x}/{m:#x}")
+        return [line for line in out.splitlines() if "cookie=" in line]
+    compiled = fabric.api("GET", "/v1/flows/node-1")["flows"]
+    pod_feature = dump(cookies.cookie(0, cookies.Feature.POD, "pod/trading/b"), cookies.mask_feature())
+    assert pod_feature and all(cookies.feature_of(int(re.search(r"cookie=(0x[0-9a-f]+)", f).group(1), 16))
+                               == cookies.Feature.POD for f in pod_feature)
+    assert len(pod_feature) == sum(1 for f in compiled if "cookie=" in f and cookies.feature_of(
+        int(re.search(r"cookie=(0x[0-9a-f]+)", f).group(1), 16)) == cookies.Feature.POD)
+    owner = "pod/trading/b"
+    one = dump(cookies.cookie(0, cookies.Feature.POD, owner), cookies.mask_feature() | cookies.mask_owner())
+    want = fabric.api("GET", f"/v1/flows/node-1?owner={owner}")["flows"]
+    assert one and len(one) == len(want) < len(pod_feature)
 
 
 # --- the gateway answers ping (IPv6: and neighbour solicitations) ----------------------------
