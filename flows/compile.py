@@ -56,7 +56,7 @@ from .cookies import owner_kind
 from .inputs import ClusterIn, PodIn
 from .model import Flow
 from .pod import local_pod_flows, shared_pod_flows
-from .policy import node_independent, pod_matters, policy_flows, reuse_vpc_policy
+from .policy import node_independent, pod_matters, policy_flows
 from .service import service_flows
 from .subnet import subnet_flows
 from .vpc import vpc_flows
@@ -391,11 +391,9 @@ def owners_affected(change: Change) -> dict[str, frozenset[str]]:
             if svcs:      # a named target port resolved on this pod
                 for n in nodes_before | nodes_after:
                     out[n] |= svcs
-            if policy and not any(pod_matters(c, p) for c, p in states if p.vpc == vpc):
-                # no selector, group or named-port rule sees the pod in any state: no policy
-                # flow changes anywhere
-                reuse_vpc_policy(before, after, vpc)
-            elif policy:
+            # A pod that no selector, group or named-port rule sees, in any state, changes no
+            # policy flow anywhere (pod_matters judges each state with vpc_policy's selectors).
+            if policy and any(pod_matters(c, p) for c, p in states if p.vpc == vpc):
                 # The pod's node(s): its targets. Every node of the VPC only if the pod changed
                 # what every node sees: a peer address, a named port, a rule's pieces.
                 if (before.find_vpc(vpc) is not None and after.find_vpc(vpc) is not None

@@ -468,8 +468,8 @@ def pod_matters(cluster: ClusterIn, pod: PodIn) -> bool:
     NetworkPolicy target, a pod/namespace-selector peer of a rule, a SecurityGroup member (also
     as another group's remote), in a namespace an SG rule names, or has named ports while an
     egress rule resolves named ports on its peers. Selectors are evaluated with the functions
-    ``vpc_policy`` uses, on this one pod. When no state of a changed pod matters, the VPC's
-    policy and every policy flow stay as they were (compile.owners_affected)."""
+    ``vpc_policy`` uses, on this one pod. When no state of a changed pod matters, the pod changes
+    no policy flow (compile.owners_affected recompiles none for it)."""
     pods = [pod]
     memo: dict = {}
     for np in cluster.network_policies:
@@ -487,15 +487,6 @@ def pod_matters(cluster: ClusterIn, pod: PodIn) -> bool:
         if sg_members(cluster, sg, pods) or any(r.remote_namespace == pod.namespace for r in sg.rules):
             return True
     return False
-
-
-def reuse_vpc_policy(before: ClusterIn, after: ClusterIn, vpc: str) -> None:
-    """``after`` differs from ``before`` only by pods that do not matter (``pod_matters``) to
-    ``vpc``: its policy is the same value; take it instead of resolving every selector again."""
-    old, new = before.value_memo(), after.value_memo()
-    for key in (("policy", vpc), ("policy shared", vpc)):
-        if key in old and key not in new:
-            new[key] = old[key]
 
 
 # --- flows -------------------------------------------------------------------------------------

@@ -363,6 +363,27 @@ def test_a_pod_no_policy_sees_recompiles_no_policy_owner_and_everything_still_ag
     assert f.connect(stranger, PODS[2], "tcp", 5432)[0] is False
 
 
+def test_an_unseen_pod_and_a_seen_one_changing_in_one_pass_still_agree_with_a_full_compile():
+    """The flow engine asks owners_affected once per changed pod between the same two values: the
+    unseen pod must not make the seen one's policy change look like no change."""
+    c = base(network_policies=(DB_IN,))
+    before = {n: compile_node(c, n) for n in ("n1", "n2")}
+    stranger = _pod(7, "ns5", "s1", "n1", {"app": "x"})
+    web = _pod(8, "ns1", "s1", "n1", {"app": "web"})           # a peer of db-in: its address is allowed
+    after = c.with_pods([stranger, web])
+    affected: dict = {}
+    for owner in (stranger.owner, web.owner):                     # the unseen one first
+        for n, owners in owners_affected(Change(c, after, owner)).items():
+            affected.setdefault(n, set()).update(owners)
+    assert all("policy/v" in affected[n] for n in ("n1", "n2")), affected
+    fresh = ClusterIn(after.vpcs, after.subnets, after.pods, after.nodes, after.namespaces, after.security_groups,
+                      after.network_policies)
+    for n in ("n1", "n2"):
+        got = dict(before[n])
+        got.update({o: compile_owner(after, n, o) for o in affected[n]})
+        assert {o: f for o, f in got.items() if f} == compile_node(fresh, n)
+
+
 def test_port_range_prefixes_cover_exactly_the_range():
     for lo, hi in ((1, 65535), (80, 80), (8000, 8100), (1024, 2047), (3, 17)):
         got = set()
