@@ -509,14 +509,7 @@ class FlowEngine:
             # Incremental: only the owners this pass's changes touch on this node (compile.py
             # says which), plus any owner whose last bundle failed.
             owners = set(affected.get(node, ())) | rec.failed
-            changes, bad = {}, set()
-            for o in owners:
-                try:
-                    changes[o] = compile_owner(topo.cluster, node, o)
-                except Exception:  # noqa: BLE001 - a compiler bug in one owner: log it, keep the rest
-                    LOG.exception("%s: compiling %s failed; its flows stay as they were", node, o)
-                    self.metrics.errors.labels(where="compile").inc()
-                    bad.add(o)
+            changes, bad = self._compile_owners(topo.cluster, node, owners)
         else:
             desired, bad = self._compile_node(topo.cluster, node)
             with rec.lock:
@@ -530,24 +523,27 @@ class FlowEngine:
         return not (failed or bad)
 
     def _compile_node(self, cluster: ClusterIn, node: str) -> tuple[dict, set[str]]:
-        """compile_node, or, if it raises, every owner of the node compiled alone: (flows by
-        owner, the owners that failed, logged and counted; their flows stay as they were)."""
+        """compile_node, or, if it raises, every owner of the node compiled alone (see
+        ``_compile_owners``): (flows by owner, the owners that failed)."""
         try:
             return compile_node(cluster, node), set()
         except Exception:  # noqa: BLE001 - find the owner(s) at fault, serve the others
             LOG.exception("%s: compiling the node failed; compiling its owners one by one", node)
-        desired, bad = {}, set()
-        for o in sorted(owners_on_node(cluster, node)):
+        flows, bad = self._compile_owners(cluster, node, owners_on_node(cluster, node))
+        return {o: f for o, f in flows.items() if f}, bad
+
+    def _compile_owners(self, cluster: ClusterIn, node: str, owners) -> tuple[dict, set[str]]:
+        """compile_owner for each of ``owners``: (flows by owner, the owners whose compile raised,
+        a compiler bug: logged and counted, left out, so their flows are not updated)."""
+        out, bad = {}, set()
+        for o in sorted(owners):
             try:
-                flows = compile_owner(cluster, node, o)
-            except Exception:  # noqa: BLE001
+                out[o] = compile_owner(cluster, node, o)
+            except Exception:  # noqa: BLE001 - one owner's bug: log it, keep the rest
                 LOG.exception("%s: compiling %s failed; its flows are not updated", node, o)
                 self.metrics.errors.labels(where="compile").inc()
                 bad.add(o)
-                continue
-            if flows:
-                desired[o] = flows
-        return desired, bad
+        return out, bad
 
     def _flush_gone_udp(self, node: str, link: DatapathLink, before: ClusterIn, after: ClusterIn) -> None:
         """Once the new buckets are in: delete the conntrack entries of UDP endpoints that left a

@@ -19,6 +19,8 @@ class App:
 
 
 def test_a_failing_handler_returns_logs_the_datapath_and_counts(monkeypatch, caplog):
+    # the guard only needs the engine's metrics: a stand-in engine carrying real Metrics, and a
+    # handler that fails on purpose (the real handlers have no input known to make them raise)
     metrics = Metrics()
     monkeypatch.setattr(ofapp, "_ENGINE", SimpleNamespace(metrics=metrics))
     ev = SimpleNamespace(msg=SimpleNamespace(datapath=SimpleNamespace(id=0x20001)))

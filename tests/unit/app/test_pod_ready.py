@@ -110,7 +110,8 @@ def test_wait_pod_ready_wakes_on_the_pass_not_on_a_poll():
 
 def test_a_compiler_error_in_one_owner_leaves_it_out_and_serves_the_rest(monkeypatch):
     """A bug that makes one owner's compile raise costs that owner only: logged, counted, retried
-    on the next pass; the node's other owners (here the new pod's subnet flood) still go in."""
+    on the next pass; the node's other owners (here the new pod's subnet flood) still go in.
+    (Fault injection: the compiler is patched to raise, since no real input makes it fail.)"""
     from vpcnet.app import flowengine
     eng, rec = engine(build([POD_A], {PORT_A: 7}))
     eng.metrics = rec.metrics
