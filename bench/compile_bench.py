@@ -50,7 +50,7 @@ import statistics
 import sys
 import time
 
-from vpcnet.app.gc_tuning import GC_THRESHOLDS
+from vpcnet.app.gc_tuning import tune_gc
 from vpcnet.flows import (
     Change, ClusterIn, NodeIn, PodIn, SubnetIn, VpcIn, compile_node, compile_owner, owners_affected,
 )
@@ -233,9 +233,7 @@ def run(argv: list[str] | None, gct: GcTimer) -> int:
     ap.add_argument("--gc", choices=("controller", "python"), default="controller",
                     help="cyclic GC thresholds: the controller's (default) or Python's defaults")
     args = ap.parse_args(argv)
-    old_thresholds = gc.get_threshold()
-    if args.gc == "controller":
-        gc.set_threshold(*GC_THRESHOLDS)
+    old_thresholds = tune_gc() if args.gc == "controller" else gc.get_threshold()
     try:
         return _run(args, gct)
     finally:

@@ -197,8 +197,8 @@ def _peering_routes(subnet: SubnetIn, vpc: VpcIn, peers: tuple, node_mac: str) -
 
 
 # A route differs from node to node only in its source MAC (the node router MAC): its match and
-# the rest of its actions are built once per subnet value ("templates": (match, actions before
-# the MAC, actions after it)) and stamped per node, which is most of a full compile's saving
+# the rest of its actions are built once per subnet value ("templates": (match, actions after
+# dec_ttl and the MAC)) and stamped per node, which is most of a full compile's saving
 # (a Match costs far more than a Flow). Keyed by subnet name; a hit must match the values.
 ROUTE_CACHE_MAX = 1 << 14
 _route_cache: dict[tuple[str, str], tuple] = {}
@@ -207,9 +207,9 @@ _route_cache: dict[tuple[str, str], tuple] = {}
 def _stamp_routes(templates: tuple, node_mac: str, owner: str) -> frozenset[Flow]:
     if not templates:
         return frozenset()
-    src = _node_src(node_mac)
     fl = PIPELINE.flow
-    return frozenset(fl("l3_fwd", P_NORMAL, match, head + src + tail, owner=owner) for match, head, tail in templates)
+    head = _DEC_TTL + _node_src(node_mac)
+    return frozenset(fl("l3_fwd", P_NORMAL, match, head + tail, owner=owner) for match, tail in templates)
 
 
 @lru_cache(maxsize=1 << 13)
@@ -237,7 +237,7 @@ def _route_templates(subnet: SubnetIn, vpc: VpcIn, sources: tuple | None) -> tup
         dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
         for src in srcs:
             parts = (proto, FROM_POD, in_vpc) + ((src,) if src is not None else ())
-            templates.append((Match(*parts, dl_dst=rmac, **{dst: cidr}), _DEC_TTL, tail))
+            templates.append((Match(*parts, dl_dst=rmac, **{dst: cidr}), tail))
     out = tuple(templates)
     _bounded_put(_route_cache, ROUTE_CACHE_MAX, key, (subnet, vpc, sources, out))
     return out
@@ -258,7 +258,7 @@ def _peering_templates(subnet: SubnetIn, vpc: VpcIn, peers: tuple) -> tuple:
             proto = ip_proto(cidr)
             dst = "nw_dst" if proto.dl_type == 0x0800 else "ipv6_dst"
             templates.append((Match(proto, FROM_POD, VPC_ID.eq(peer.vpc_id), dl_dst=peer.router_mac, **{dst: cidr}),
-                              _DEC_TTL, tail))
+                              tail))
     out = tuple(templates)
     _bounded_put(_route_cache, ROUTE_CACHE_MAX, key, (subnet, vpc, peers, out))
     return out
